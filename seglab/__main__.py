@@ -1,0 +1,5 @@
+"""`python -m seglab ...` entry point."""
+from seglab.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
