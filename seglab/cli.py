@@ -50,8 +50,227 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     print(summary)
 
 
+# ----------------------------------------------------------------------------------------------------- masks
+def _split_list(text: str) -> tuple[str, ...]:
+    splits = tuple(part.strip() for part in text.split(","))
+    if not all(splits):
+        raise argparse.ArgumentTypeError(f"expected comma-separated split names like train,val, got {text!r}")
+    return splits
+
+
+def _add_masks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("masks", help="Cityscapes polygons JSON -> labelIds / labelTrainIds / color PNGs")
+    p.add_argument("--root", required=True, help="Cityscapes root holding gtFine/<split>/<city>/*_gtFine_polygons.json")
+    p.add_argument("--out", default=None, help="output folder (default: <root>/generated_gt), mirrors <split>/<city>/")
+    p.add_argument("--splits", type=_split_list, default=("train", "val"), help="comma-separated (default: train,val)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--compare", action="store_true",
+                   help="also compare with the provided _gtFine_labelIds.png: CSV tables + comparison.png in --out")
+    p.add_argument("--overwrite", action="store_true", help="regenerate frames whose three masks already exist")
+    p.set_defaults(func=_cmd_masks)
+
+
+def _cmd_masks(args: argparse.Namespace) -> None:
+    from seglab import masks
+
+    summary = masks.generate_masks(args.root, args.out, splits=args.splits, workers=args.workers,
+                                   overwrite=args.overwrite)
+    print(summary)
+    if args.compare:
+        comparison = masks.compare_masks(args.root, summary.out, splits=args.splits, workers=args.workers)
+        agreement = comparison.per_image["agreement"]
+        print(f"pixel agreement with the provided labelIds over {len(agreement)} images: "
+              f"mean {agreement.mean():.4%}, min {agreement.min():.4%}")
+        print(comparison.per_class.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        figure_path = summary.out / "comparison.png"
+        worst = comparison.per_image.loc[agreement.idxmin()]  # the most instructive frame to look at
+        masks.plot_comparison(args.root, summary.out, split=worst["split"], frame=worst["frame"], out_png=figure_path)
+        print(f"tables: {summary.out / 'comparison_per_image.csv'}, {summary.out / 'comparison_per_class.csv'}; "
+              f"figure: {figure_path}")
+
+
+# ----------------------------------------------------------------------------------------------------- train
+def _size_pair(text: str) -> tuple[int, int]:
+    """'H,W' or a single 'S' (square) -> (H, W) of positive ints."""
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W or S, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected two positive sizes H,W, got {text!r}")
+    return values
+
+
+def _option(text: str) -> tuple[str, object]:
+    """'key=value' with value parsed as JSON where possible (numbers, true/false), else kept as a string."""
+    import json
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from seglab.config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model (also under torchrun for DistributedDataParallel)")
+    p.add_argument("--model", required=True, help="model name (see `python -m seglab models`)")
+    p.add_argument("--data", required=True, help="dataset root (e.g. data/minicity or the real Cityscapes root)")
+    p.add_argument("--dataset", choices=["cityscapes", "voc"], default=d.dataset)
+    p.add_argument("--out", required=True, help="run directory: history.csv, last.pt, best.pt, config.json")
+    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, repeatable (e.g. --option backbone=resnet50 --option output_stride=8)")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--crop", type=_size_pair, default=d.crop, help="training crop H,W (default %(default)s)")
+    p.add_argument("--scale", type=float, default=d.scale, help="base size as a fraction of the native size")
+    p.add_argument("--val-scale", type=float, default=d.val_scale, help="validation resize factor (1 = native)")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", choices=["poly", "cosine"], default=d.schedule)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--class-weights", choices=["median_frequency", "enet"], default=None)
+    p.add_argument("--dice-weight", type=float, default=d.dice_weight, help="weight of a soft-Dice loss term")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0 = off)")
+    p.add_argument("--workers", type=_non_negative_int, default=d.workers, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--labels", choices=["provided", "generated"], default=d.labels,
+                   help="Cityscapes labels: provided labelIds or labelTrainIds generated by `seglab masks`")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on training steps per epoch")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start again in an --out that already holds a run")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from seglab.config import TrainConfig
+    from seglab.engine import fit
+
+    config = TrainConfig(
+        model=args.model, data=args.data, dataset=args.dataset, out=args.out, model_options=dict(args.option),
+        epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, scale=args.scale, val_scale=args.val_scale,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs, class_weights=args.class_weights, dice_weight=args.dice_weight,
+        precision=args.precision, channels_last=args.channels_last, grad_clip=args.grad_clip or None,
+        workers=args.workers, seed=args.seed, device=args.device, labels=args.labels, max_steps=args.max_steps,
+        sync_bn=args.sync_bn, progress=args.progress)
+    history = fit(config, resume=args.resume, overwrite=args.overwrite)
+    if len(history):
+        best = history.loc[history["miou"].idxmax()]
+        print(f"best mIoU {best['miou']:.4f} at epoch {int(best['epoch'])}; run saved in {args.out}")
+
+
+# ----------------------------------------------------------------------------------------------------- evaluate
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a seglab checkpoint (best.pt / last.pt)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    p.add_argument("--window", type=_size_pair, default=None, help="sliding-window tile H,W (default: whole image)")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint at native resolution; optional benchmark export")
+    _add_inference_options(p)
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--split", default="val")
+    p.add_argument("--labels", choices=["provided", "generated"], default="provided")
+    p.add_argument("--export", default=None, help="write labelIds PNGs for the Cityscapes server here (+ .zip)")
+    p.add_argument("--json", default=None, help="write the metrics JSON here")
+    p.add_argument("--workers", type=_non_negative_int, default=2)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from seglab.infer import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, labels=args.labels,
+                                 export_dir=args.export, json_path=args.json, device=args.device,
+                                 precision=args.precision, flip=args.flip, window=args.window, workers=args.workers)
+    print(report.text())
+
+
+# ----------------------------------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment a folder of your own images (label PNGs + colour overlays)")
+    _add_inference_options(p)
+    p.add_argument("--images", required=True, help="folder of .jpg/.png images (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from seglab.infer import predict_checkpoint
+
+    result = predict_checkpoint(args.checkpoint, args.images, args.out, device=args.device, precision=args.precision,
+                                flip=args.flip, window=args.window, alpha=args.alpha)
+    print(f"wrote {len(result['written'])} prediction(s) to {args.out}")
+    for path, why in result["skipped"]:
+        print(f"skipped {path}: {why}")
+
+
+# ----------------------------------------------------------------------------------------------------- profile
+def _add_profile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="latency, peak memory and FLOPs of models at a given input size")
+    p.add_argument("--models", required=True, help="comma-separated model names (see `python -m seglab models`)")
+    p.add_argument("--height", type=_positive_int, default=1024)
+    p.add_argument("--width", type=_positive_int, default=2048)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--runs", type=_positive_int, default=5, help="timed runs (the median is reported)")
+    p.add_argument("--warmup", type=_non_negative_int, default=2)
+    p.add_argument("--num-classes", type=_positive_int, default=19)
+    p.add_argument("--out", default=None, help="write the table as CSV here")
+    p.set_defaults(func=_cmd_profile)
+
+
+def _cmd_profile(args: argparse.Namespace) -> None:
+    from seglab.checkpoint import atomic_write
+    from seglab.profile import profile_models
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    table = profile_models(names, num_classes=args.num_classes, height=args.height, width=args.width,
+                           device=args.device, precision=args.precision, warmup=args.warmup, runs=args.runs)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
+
+
+# ------------------------------------------------------------------------------------------------------ models
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the models build_model knows, with parameter counts and options")
+    p.add_argument("--num-classes", type=_positive_int, default=19, help="classes for the parameter count")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from seglab.models import list_models
+
+    rows = [(r.name, r.family, f"{r.params:,}", ", ".join(f"{k}={v!r}" for k, v in r.options.items()), r.paper)
+            for r in list_models(args.num_classes)]
+    header = ("model", "family", f"params@{args.num_classes}", "options (defaults)", "paper")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
 # ------------------------------------------------------------------------------------------------------ main
-_COMMANDS = [_add_synth]
+_COMMANDS = [_add_synth, _add_masks, _add_train, _add_evaluate, _add_predict, _add_profile, _add_models]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,126 @@
+"""Time `seglab masks` against cityscapesscripts' json2labelImg on the same MiniCity polygon files.
+
+Generates N MiniCity frames (default 1024x2048), then in one run:
+  * official: json2labelImg for "ids", "trainIds" and "color", three calls per frame, one after another (how users
+    run the official tool);
+  * seglab: ``generate_masks`` (one rasterisation + lookup tables + fast PNG, default worker processes);
+checks that every output of both decodes to identical pixels, prints frames/s and the ratio, and writes
+``outputs/benchmarks/masks.csv`` and ``masks.png``.
+
+    .venv/bin/python benchmarks/bench_masks.py [--frames 16] [--height 1024 --width 2048] [--workers N]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
+from seglab import masks  # noqa: E402
+from seglab.synth import generate_minicity  # noqa: E402
+
+OFFICIAL_ENCODING = {"labelIds": "ids", "labelTrainIds": "trainIds", "color": "color"}
+
+
+def run_official(frames: list[masks.Frame], out: Path) -> float:
+    """json2labelImg three times per frame, sequentially; returns the seconds taken."""
+    from cityscapesscripts.preparation.json2labelImg import json2labelImg
+
+    start = time.perf_counter()
+    for frame in frames:
+        for encoding, path in frame.outputs(out).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            json2labelImg(str(frame.polygons), str(path), OFFICIAL_ENCODING[encoding])
+    return time.perf_counter() - start
+
+
+def count_mismatches(frames: list[masks.Frame], ours: Path, official: Path) -> int:
+    """Number of output files whose decoded pixels (or PNG mode) differ between the two tools."""
+    mismatches = 0
+    for frame in frames:
+        for encoding, path in frame.outputs(ours).items():
+            with Image.open(path) as a, Image.open(frame.outputs(official)[encoding]) as b:
+                if a.mode != b.mode or not np.array_equal(np.array(a), np.array(b)):
+                    mismatches += 1
+                    print(f"MISMATCH {path.name}: {a.mode} vs {b.mode}", file=sys.stderr)
+    return mismatches
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*.png"))
+
+
+def plot(table, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 2.4), layout="constrained")
+    ax = figure.subplots()
+    ax.barh(table["tool"], table["frames_per_s"], color=["tab:gray", "tab:green"])
+    for y, rate in enumerate(table["frames_per_s"]):
+        ax.text(rate, y, f" {rate:.1f}", va="center")
+    ax.set_xlim(0, table["frames_per_s"].max() * 1.2)
+    row = table.iloc[-1]
+    ax.set_xlabel(f"frames/s, 3 encodings per frame, {row['width']}x{row['height']} (higher is better)")
+    ax.set_title(f"polygons -> masks: {row['speedup']:.1f}x faster with {row['workers']} workers, identical pixels",
+                 fontsize=10)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    masks.atomic_write_bytes(path, buffer.getvalue())
+
+
+def run(frames: int, height: int, width: int, workers: int | None, out: Path):
+    import pandas as pd
+
+    workers = workers or len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="bench_masks_") as tmp:
+        root = Path(tmp) / "minicity"
+        print(f"generating {frames} MiniCity frames at {height}x{width} ...", flush=True)
+        generate_minicity(root, train=frames, val=0, test=0, height=height, width=width, seed=0)
+        items = masks.find_frames(root, ["train"])
+        official_s = run_official(items, Path(tmp) / "official")
+        summary = masks.generate_masks(root, Path(tmp) / "seglab", splits=["train"], workers=workers, progress=False)
+        mismatches = count_mismatches(items, summary.out, Path(tmp) / "official")
+        sizes = folder_bytes(Path(tmp) / "official"), folder_bytes(summary.out)
+
+    common = {"frames": len(items), "height": height, "width": width, "cores": len(os.sched_getaffinity(0)),
+              "identical": mismatches == 0}
+    table = pd.DataFrame([
+        {"tool": "cityscapesscripts json2labelImg x3", "workers": 1, "seconds": official_s,
+         "frames_per_s": len(items) / official_s, "speedup": 1.0, "mbytes": sizes[0] / 1e6, **common},
+        {"tool": "seglab masks", "workers": summary.workers, "seconds": summary.seconds,
+         "frames_per_s": len(items) / summary.seconds, "speedup": official_s / summary.seconds,
+         "mbytes": sizes[1] / 1e6, **common},
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    masks.atomic_write_bytes(out / "masks.csv", table.to_csv(index=False).encode())
+    plot(table, out / "masks.png")
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--workers", type=int, default=None, help="seglab worker processes (default: all cores)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
+    args = parser.parse_args()
+    table = run(args.frames, args.height, args.width, args.workers, args.out)
+    for row in table.itertuples():
+        print(f"{row.tool:<36} {row.workers} worker(s) {row.seconds:7.2f} s  {row.frames_per_s:6.2f} frames/s  "
+              f"x{row.speedup:.2f}  {row.mbytes:.1f} MB of PNG")
+    identical = bool(table["identical"].all())
+    print(f"pixel-identical outputs: {'yes' if identical else 'NO'}; wrote {args.out / 'masks.csv'} and "
+          f"{args.out / 'masks.png'}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

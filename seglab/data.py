@@ -1,0 +1,350 @@
+"""Datasets (Cityscapes, Pascal VOC, SBD) returning (image tensor, class-index mask), and joint transforms.
+
+One base class reads an (image, label) file pair, converts the label to class indices with ignore 255, checks it,
+and applies a torchvision.transforms.v2 pipeline in which the label is a ``tv_tensors.Mask`` (so every geometric
+step uses nearest-neighbour interpolation and padding/rotation fill the label with 255).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from seglab.errors import SeglabError
+from seglab.labels import CITYSCAPES_NUM_CLASSES, ID_TO_TRAINID, IGNORE_INDEX, VOC_NUM_CLASSES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CITYSCAPES_LAYOUT = "<root>/leftImg8bit/<split>/<city>/*_leftImg8bit.png with <root>/gtFine/<split>/<city>/*_gtFine_labelIds.png"
+VOC_LAYOUT = "<root>/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}"
+SBD_LAYOUT = "<root>/benchmark_RELEASE/dataset/{img,cls,train.txt,val.txt}"
+
+
+# ------------------------------------------------------------------------------------------------ file reading
+def read_image(path: str | Path) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from any 8/16-bit grayscale, RGB or RGBA file OpenCV can decode."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise SeglabError(f"cannot read image {path}: the file is empty, corrupt or not an image; re-download it")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise SeglabError(f"image {path} has unsupported pixel type {image.dtype}; convert it to 8-bit PNG or JPEG")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """A single-channel 8-bit label PNG (plain or palette) as its raw index values, (H, W) uint8."""
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            array = np.asarray(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SeglabError(f"cannot read label {path}: {exc}; the file is corrupt, re-download it") from None
+    if mode not in ("L", "P"):
+        kind = "a colour (RGB) rendering" if mode.startswith("RGB") else f"a {mode!r} image (e.g. 16-bit)"
+        raise SeglabError(f"label {path} is {kind}, but an 8-bit index/palette PNG is expected; use the "
+                          "*_labelIds.png / *_labelTrainIds.png / SegmentationClass files, not the colour ones")
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def read_sbd_mat(path: str | Path) -> np.ndarray:
+    """The class mask stored in an SBD ``cls/*.mat`` file (struct GTcls, field Segmentation)."""
+    from scipy.io import loadmat
+
+    try:
+        return np.asarray(loadmat(str(path))["GTcls"][0]["Segmentation"][0], dtype=np.uint8)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SeglabError(f"cannot read SBD label {path} ({exc}); re-extract benchmark.tgz") from None
+
+
+def _read_list(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ base dataset
+class SegmentationDataset(Dataset):
+    """(image, label) file pairs -> (float image tensor (3, H, W), int64 mask (H, W)) with 255 = ignore.
+
+    Subclasses only find their file pairs and say how to read a label; reading, checking and transforms are shared.
+    """
+
+    num_classes: int = 0
+
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], transforms: Callable | None = None,
+                 label_lut: np.ndarray | None = None) -> None:
+        self.pairs = list(pairs)
+        self.transforms = transforms if transforms is not None else eval_transforms()
+        self.label_lut = label_lut
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def read_label(self, path: Path) -> np.ndarray:
+        """Raw label values of ``path`` (before the LUT)."""
+        return read_label_png(path)
+
+    def load_label(self, index: int) -> np.ndarray:
+        """The class-index mask of sample ``index`` (uint8, 255 = ignore), checked for out-of-range values."""
+        path = self.pairs[index][1]
+        label = self.read_label(path)
+        if self.label_lut is not None:
+            label = self.label_lut[label]
+        bad = (label >= self.num_classes) & (label != IGNORE_INDEX)
+        if bad.any():
+            values = sorted(set(np.unique(label[bad]).tolist()))[:5]
+            raise SeglabError(f"label {path} has values {values} outside 0..{self.num_classes - 1} and 255; "
+                              "is it the right encoding for this dataset (e.g. labelIds vs labelTrainIds)?")
+        return label
+
+    def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The untransformed RGB image and class-index mask of sample ``index``."""
+        image_path = self.pairs[index][0]
+        image, label = read_image(image_path), self.load_label(index)
+        if image.shape[:2] != label.shape:
+            raise SeglabError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its label "
+                              f"{self.pairs[index][1]} is {label.shape[1]}x{label.shape[0]}; they must match")
+        return image, label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.load_pair(index)
+        image_t = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+        mask_t = tv_tensors.Mask(torch.from_numpy(label))
+        image_t, mask_t = self.transforms(image_t, mask_t)
+        return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).long()
+
+    def image_path(self, index: int) -> Path:
+        return self.pairs[index][0]
+
+
+def _require_dir(path: Path, what: str, layout: str, synth: str) -> None:
+    if not path.is_dir():
+        raise SeglabError(f"{what} not found: {path} does not exist; expected {layout} "
+                          f"(create the synthetic one with `python -m seglab synth {synth} --out DIR`)")
+
+
+def _check_not_nested(root: Path, marker: str, layout: str, synth: str) -> None:
+    """Explain the common 'zip extracted one level too deep' and 'pointed at a sub-folder' mistakes."""
+    if (root / marker).is_dir():
+        return
+    nested = sorted(p.parent for p in root.glob(f"*/{marker}"))
+    if nested:
+        raise SeglabError(f"{root} holds the dataset one level deeper, in {nested[0]} (extracted one level too deep?); "
+                          f"pass --data {nested[0]} or move its contents up")
+    for parent in [root, *root.parents][1:4]:
+        if (parent / marker).is_dir():
+            raise SeglabError(f"{root} is inside the dataset; pass its root {parent} instead")
+    _require_dir(root / marker, f"{marker}/ folder", layout, synth)
+
+
+def _empty(split: str, root: Path, layout: str) -> SeglabError:
+    return SeglabError(f"split {split!r} of {root} has no samples; expected {layout}")
+
+
+# ------------------------------------------------------------------------------------------------ Cityscapes
+class CityscapesSegmentation(SegmentationDataset):
+    """Cityscapes (or MiniCity) fine annotations as 19 trainIds.
+
+    ``labels="provided"`` reads ``gtFine/*_gtFine_labelIds.png`` and maps them through ID_TO_TRAINID;
+    ``labels="generated"`` reads ``*_gtFine_labelTrainIds.png`` written by ``seglab masks`` under ``generated_root``
+    (default ``<root>/generated_gt``).
+    """
+
+    num_classes = CITYSCAPES_NUM_CLASSES
+
+    def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
+                 labels: str = "provided", generated_root: str | Path | None = None) -> None:
+        root = Path(root)
+        _require_dir(root, "Cityscapes root", CITYSCAPES_LAYOUT, "minicity")
+        _check_not_nested(root, "leftImg8bit", CITYSCAPES_LAYOUT, "minicity")
+        if labels not in ("provided", "generated"):
+            raise SeglabError(f"labels must be 'provided' or 'generated', got {labels!r}")
+        image_dir = root / "leftImg8bit" / split
+        _require_dir(image_dir, f"split {split!r}", CITYSCAPES_LAYOUT, "minicity")
+        if labels == "provided":
+            label_dir, suffix, lut = root / "gtFine" / split, "_gtFine_labelIds.png", ID_TO_TRAINID
+            _require_dir(label_dir, f"gtFine/{split}", CITYSCAPES_LAYOUT, "minicity")
+        else:
+            label_dir = Path(generated_root or root / "generated_gt") / split
+            suffix, lut = "_gtFine_labelTrainIds.png", None
+            if not label_dir.is_dir():
+                raise SeglabError(f"generated masks not found in {label_dir}; "
+                                  f"create them with `python -m seglab masks --root {root}`")
+        self.root, self.split = root, split
+        super().__init__(self._pair_up(image_dir, label_dir, suffix), transforms, lut)
+        if not self.pairs:
+            raise _empty(split, root, CITYSCAPES_LAYOUT)
+
+    @staticmethod
+    def _pair_up(image_dir: Path, label_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
+        images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
+        labels = sorted(label_dir.glob(f"*/*{suffix}"))
+        image_key = {p.relative_to(image_dir).as_posix()[: -len("_leftImg8bit.png")]: p for p in images}
+        label_key = {p.relative_to(label_dir).as_posix()[: -len(suffix)]: p for p in labels}
+        missing_label = sorted(set(image_key) - set(label_key))
+        missing_image = sorted(set(label_key) - set(image_key))
+        if missing_label:
+            raise SeglabError(f"{len(missing_label)} image(s) in {image_dir} have no label in {label_dir} "
+                              f"(first: {missing_label[0]}{suffix}); re-extract gtFine or run `seglab masks`")
+        if missing_image:
+            raise SeglabError(f"{len(missing_image)} label(s) in {label_dir} have no image in {image_dir} "
+                              f"(first: {missing_image[0]}_leftImg8bit.png); re-extract leftImg8bit")
+        return [(image_key[k], label_key[k]) for k in sorted(image_key)]
+
+
+# ------------------------------------------------------------------------------------------------ Pascal VOC / SBD
+def _voc_pairs(ids: Sequence[str], image_dir: Path, label_dir: Path, label_ext: str) -> list[tuple[Path, Path]]:
+    pairs = [(image_dir / f"{i}.jpg", label_dir / f"{i}{label_ext}") for i in ids]
+    for image, label in pairs:
+        for path in (image, label):
+            if not path.is_file():
+                raise SeglabError(f"{path} is listed in the split file but missing; re-extract the dataset")
+    return pairs
+
+
+def find_sbd_root(root: str | Path) -> Path | None:
+    """The SBD ``dataset`` folder under ``root`` (itself, ``dataset/`` or ``benchmark_RELEASE/dataset/``), if any."""
+    root = Path(root)
+    for candidate in (root, root / "dataset", root / "benchmark_RELEASE" / "dataset"):
+        if (candidate / "cls").is_dir() and (candidate / "img").is_dir():
+            return candidate
+    return None
+
+
+class SBDSegmentation(SegmentationDataset):
+    """Semantic Boundaries Dataset (Hariharan et al. 2011) class masks: 21 VOC classes, no void borders."""
+
+    num_classes = VOC_NUM_CLASSES
+
+    def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None) -> None:
+        sbd = find_sbd_root(root)
+        if sbd is None:
+            _require_dir(Path(root), "SBD root", SBD_LAYOUT, "minivoc")
+            raise SeglabError(f"no SBD dataset under {root}; expected {SBD_LAYOUT} "
+                              "(create the synthetic one with `python -m seglab synth minivoc --out DIR`)")
+        split_file = sbd / f"{split}.txt"
+        if not split_file.is_file():
+            raise SeglabError(f"SBD split file {split_file} not found; expected one of train.txt, val.txt in {sbd}")
+        self.ids = _read_list(split_file)
+        super().__init__(_voc_pairs(self.ids, sbd / "img", sbd / "cls", ".mat"), transforms)
+        if not self.pairs:
+            raise _empty(split, sbd, SBD_LAYOUT)
+
+    def read_label(self, path: Path) -> np.ndarray:
+        return read_sbd_mat(path)
+
+
+class VOCSegmentation(SegmentationDataset):
+    """Pascal VOC 2012 segmentation (palette PNGs, 255 void borders).
+
+    With ``exclude_sbd_train`` (default), the val split drops images that SBD's train split contains, so that a
+    model trained on SBD is never validated on its own training images.
+    """
+
+    num_classes = VOC_NUM_CLASSES
+
+    def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
+                 exclude_sbd_train: bool = True) -> None:
+        root = Path(root)
+        _require_dir(root, "Pascal VOC root", VOC_LAYOUT, "minivoc")
+        _check_not_nested(root, "VOCdevkit", VOC_LAYOUT, "minivoc")
+        voc = root / "VOCdevkit" / "VOC2012"
+        split_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not split_file.is_file():
+            raise SeglabError(f"VOC split file {split_file} not found; expected {VOC_LAYOUT}")
+        ids = _read_list(split_file)
+        sbd = find_sbd_root(root)
+        if split == "val" and exclude_sbd_train and sbd is not None and (sbd / "train.txt").is_file():
+            in_sbd_train = set(_read_list(sbd / "train.txt"))
+            ids = [i for i in ids if i not in in_sbd_train]
+        self.ids = ids
+        super().__init__(_voc_pairs(ids, voc / "JPEGImages", voc / "SegmentationClass", ".png"), transforms)
+        if not self.pairs:
+            raise _empty(split, root, VOC_LAYOUT)
+
+
+def build_dataset(dataset: str, root: str | Path, split: str, transforms: Callable | None = None,
+                  **options) -> SegmentationDataset:
+    """The dataset a training run uses: Cityscapes as is; VOC trains on SBD train when present, else VOC train."""
+    if dataset == "cityscapes":
+        return CityscapesSegmentation(root, split, transforms, **options)
+    if dataset == "voc":
+        if split == "train" and find_sbd_root(root) is not None:
+            return SBDSegmentation(root, "train", transforms)
+        return VOCSegmentation(root, split, transforms, **options)
+    raise SeglabError(f"unknown dataset {dataset!r}; choose cityscapes or voc")
+
+
+# ------------------------------------------------------------------------------------------------ transforms
+_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+
+
+def _to_float_normalized() -> list[v2.Transform]:
+    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def train_transforms(crop_size: tuple[int, int], base_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
+                     rotation: float = 10.0, hflip: bool = True, color_jitter: float = 0.3) -> v2.Compose:
+    """Random scale (shorter side in base_size*scale_range), rotation, crop (label padded with 255), flip, jitter."""
+    steps: list[v2.Transform] = [
+        v2.RandomResize(low := max(1, int(base_size * scale_range[0])), max(low + 1, int(base_size * scale_range[1]))),
+    ]
+    if rotation:
+        steps.append(v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR, fill=_FILL))
+    steps.append(v2.RandomCrop(crop_size, pad_if_needed=True, fill=_FILL))
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if color_jitter:
+        steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, min(0.5, color_jitter / 3)))
+    return v2.Compose(steps + _to_float_normalized())
+
+
+def eval_transforms(size: tuple[int, int] | None = None) -> v2.Compose:
+    """Optional resize to ``size`` (label by nearest neighbour), then float + ImageNet normalisation."""
+    steps: list[v2.Transform] = [v2.Resize(size)] if size else []
+    return v2.Compose(steps + _to_float_normalized())
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """A normalised (3, H, W) tensor back to an RGB uint8 (H, W, 3) array for display."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    rgb = (image.detach().float().cpu() * std + mean).clamp(0, 1)
+    return (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def class_frequencies(dataset: SegmentationDataset, num_classes: int | None = None) -> np.ndarray:
+    """Pixel count per class over the untransformed labels (ignored pixels not counted), shape (num_classes,)."""
+    num_classes = num_classes or dataset.num_classes
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for index in range(len(dataset)):
+        label = dataset.load_label(index)
+        counts += np.bincount(label[label != IGNORE_INDEX].ravel(), minlength=num_classes)[:num_classes]
+    return counts
+
+
+def class_weights(counts: np.ndarray, method: str = "median_frequency") -> torch.Tensor:
+    """Loss weights from pixel counts: 'median_frequency' (Eigen & Fergus 2015) or 'enet' (1/ln(1.02 + p))."""
+    freq = counts / max(1, counts.sum())
+    present = freq > 0
+    weights = np.zeros_like(freq, dtype=np.float64)
+    if method == "median_frequency":
+        weights[present] = np.median(freq[present]) / freq[present]
+    elif method == "enet":
+        weights[present] = 1.0 / np.log(1.02 + freq[present])
+    else:
+        raise SeglabError(f"unknown class-weight method {method!r}; choose median_frequency or enet")
+    return torch.tensor(weights, dtype=torch.float32)

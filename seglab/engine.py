@@ -1,0 +1,324 @@
+"""Training: ``fit(config)`` runs epochs of training and validation with AMP, channels_last, checkpoints and DDP.
+
+Randomness of every epoch (shuffling, augmentation, dropout) is derived from (seed, epoch), so a run resumed from
+``last.pt`` repeats exactly what an uninterrupted run does, and `torchrun` processes agree on it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from seglab.config import TrainConfig
+from seglab.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from seglab.data import build_dataset, class_frequencies, class_weights, eval_transforms, train_transforms
+from seglab.errors import SeglabError
+from seglab.infer import evaluate
+from seglab.labels import IGNORE_INDEX, get_label_set
+from seglab.models import build_model
+from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
+                            seed_everything)
+
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds"]
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+class SegmentationLoss(nn.Module):
+    """Cross-entropy with ignore 255 (optional class weights), plus an optional soft-Dice term on valid pixels."""
+
+    def __init__(self, weight: torch.Tensor | None = None, dice_weight: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight if weight is not None else None)
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        loss = F.cross_entropy(logits, target, weight=self.weight, ignore_index=IGNORE_INDEX)
+        if self.dice_weight:
+            loss = loss + self.dice_weight * soft_dice_loss(logits, target)
+        return loss
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - mean soft Dice over classes, ignored pixels excluded."""
+    valid = (target != IGNORE_INDEX).unsqueeze(1)
+    probs = logits.softmax(1) * valid
+    one_hot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2) * valid
+    inter = (probs * one_hot).sum((0, 2, 3))
+    union = probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    return 1 - ((2 * inter + eps) / (union + eps)).mean()
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
+    """Per-step LR factor: linear warm-up, then poly (power 0.9) or cosine decay to zero."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return (1 - progress) ** 0.9
+    return factor
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov momentum); no weight decay on norms and biases."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def native_short_side(dataset) -> int:
+    """Shorter side of the first image (read from the header only)."""
+    from PIL import Image
+
+    with Image.open(dataset.image_path(0)) as img:
+        return min(img.size)
+
+
+def _number(value: float | None) -> float:
+    """A metric for the history table: undefined (None) becomes NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def _write_history(path: Path, history: dict) -> None:
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _write_json(path: Path, values: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(values, indent=2)))
+
+
+class _TerminateAsInterrupt:
+    """Within the block, SIGTERM raises KeyboardInterrupt so both signals stop training the same clean way."""
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not the main thread (e.g. some notebook runners): leave signals alone
+            self.previous = None
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ the trainer
+class Trainer:
+    """Holds a run's model, data, optimiser and history; ``run()`` trains the remaining epochs."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
+        config.validate()
+        self.config, self.out = config, Path(config.out)
+        self.dist, self.device = init_distributed(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        label_set = get_label_set(config.dataset)
+        self.class_names = list(label_set.classes)
+        self._check_run_dir(resume, overwrite)
+
+        extra = {"labels": config.labels} if config.dataset == "cityscapes" else {}
+        self.train_set = build_dataset(config.dataset, config.data, "train", None, **extra)
+        base = max(1, round(native_short_side(self.train_set) * config.scale))
+        crop_h, crop_w = config.crop
+        self.train_set.transforms = train_transforms((crop_h, crop_w), base, config.scale_range)
+        self.val_set = build_dataset(config.dataset, config.data, "val", None, **extra)
+        self.val_set.transforms = eval_transforms(self._val_size())
+        self.num_classes = label_set.num_classes
+
+        seed_everything(config.seed)
+        model = build_model(config.model, self.num_classes, **config.model_options)
+        self.spec = {"name": config.model, "options": dict(config.model_options)}
+        if self.dist.enabled and config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        model = model.to(self.device, memory_format=self.memory_format)
+        self.model = model
+        self.train_model = (DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                    else None) if self.dist.enabled else model)
+
+        weights = None
+        if config.class_weights:
+            weights = class_weights(class_frequencies(self.train_set), config.class_weights)
+        self.criterion = SegmentationLoss(weights, config.dice_weight).to(self.device)
+        self.optimizer = make_optimizer(model, config)
+        self.steps_per_epoch = self._steps_per_epoch()
+        total = self.steps_per_epoch * config.epochs
+        warmup = min(total - 1, int(config.warmup_epochs * self.steps_per_epoch)) if total > 1 else 0
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(total, warmup, config.schedule))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.history: dict[str, list] = {column: [] for column in HISTORY_COLUMNS}
+        self.start_epoch, self.best_miou = 1, -1.0
+        if resume:
+            self._resume()
+
+    # ---------------------------------------------------------------------------------------- set-up helpers
+    def _val_size(self) -> tuple[int, int] | None:
+        if self.config.val_scale == 1.0:
+            return None
+        from PIL import Image
+
+        with Image.open(self.val_set.image_path(0)) as img:
+            width, height = img.size
+        return max(1, round(height * self.config.val_scale)), max(1, round(width * self.config.val_scale))
+
+    def _steps_per_epoch(self) -> int:
+        per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
+        steps = per_rank // self.config.batch_size
+        if steps == 0:
+            raise SeglabError(f"batch size {self.config.batch_size} is larger than the {per_rank} training images "
+                              "per process; lower --batch-size")
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        last = self.out / "last.pt"
+        if resume and not last.is_file():
+            raise SeglabError(f"--resume given but {last} does not exist; start the run without --resume")
+        if not resume and not overwrite and last.is_file():
+            raise SeglabError(f"{self.out} already holds a run (last.pt); pass --resume to continue it, "
+                              "--overwrite to start again, or choose another --out")
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.out / "last.pt", map_location=self.device)
+        if state["model_name"] != self.config.model or state["num_classes"] != self.num_classes:
+            raise SeglabError(f"{self.out / 'last.pt'} holds a {state['model_name']!r} model with "
+                              f"{state['num_classes']} classes; resume it with --model {state['model_name']} "
+                              "on the same dataset, or choose another --out")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.history = {column: list(state["history"].get(column, [])) for column in HISTORY_COLUMNS}
+        self.start_epoch = state["epoch"] + 1
+        self.best_miou = float(state.get("best_miou", max(self.history["miou"], default=-1.0)))
+
+    def _loader(self, epoch: int) -> DataLoader:
+        """A loader whose order and augmentation depend only on (seed, epoch, rank)."""
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch * 1_009 + self.dist.rank)
+        sampler = None
+        if self.dist.enabled:
+            sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
+                                         seed=self.config.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=sampler is None,
+                          sampler=sampler, generator=generator, num_workers=self.config.workers, drop_last=True,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    # ---------------------------------------------------------------------------------------- epochs
+    def train_one_epoch(self, epoch: int) -> float:
+        """One pass over the training data; returns the mean loss (across processes)."""
+        torch.manual_seed(self.config.seed * 7_919 + epoch)
+        self.train_model.train()
+        total = torch.zeros(2, device=self.device)
+        bar = tqdm(self._loader(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
+                   disable=not (self.config.progress and self.dist.is_main), leave=False)
+        for step, (images, targets) in enumerate(bar):
+            if step >= self.steps_per_epoch:
+                break
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            targets = targets.to(self.device, non_blocking=True)
+            with autocast(self.device, self.precision):
+                logits = self.train_model(images)
+            loss = self.criterion(logits, targets)
+            self._stop_if_not_finite(loss, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            total += torch.stack([loss.detach(), torch.ones((), device=self.device)])
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if self.dist.enabled:
+            dist.all_reduce(total)
+        return float(total[0] / total[1].clamp(min=1))
+
+    def _stop_if_not_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        bad = (~torch.isfinite(loss.detach())).float()
+        if self.dist.enabled:
+            dist.all_reduce(bad)
+        if bad.item():
+            raise SeglabError(f"loss became {loss.item()} at epoch {epoch}, step {step}; stopped, and the last good "
+                              f"checkpoint {self.out / 'last.pt'} is kept; lower --lr or use --precision fp32")
+
+    def validate(self) -> tuple[dict, float]:
+        """Metrics summary and mean loss on the validation split, merged across processes."""
+        indices = range(self.dist.rank, len(self.val_set), self.dist.world_size)
+        matrix, loss = evaluate(self.model, self.val_set, self.device, precision=self.precision, indices=indices,
+                                criterion=self.criterion, workers=min(self.config.workers, 2),
+                                channels_last=self.config.channels_last,
+                                progress=self.config.progress and self.dist.is_main)
+        matrix.all_reduce()
+        if self.dist.enabled:
+            pair = torch.tensor([loss * len(indices), len(indices)], device=self.device, dtype=torch.float64)
+            dist.all_reduce(pair)
+            loss = float(pair[0] / pair[1])
+        return matrix.summary(self.class_names), loss
+
+    def _save(self, name: str, epoch: int) -> None:
+        save_checkpoint(self.out / name, model=self.model, spec=self.spec, num_classes=self.num_classes,
+                        class_names=self.class_names, epoch=epoch, history=self.history, seed=self.config.seed,
+                        config=self.config.to_dict(), optimizer=self.optimizer, scheduler=self.scheduler,
+                        scaler=self.scaler, extra={"best_miou": self.best_miou, "dataset": self.config.dataset})
+
+    def run(self) -> pd.DataFrame:
+        """Train the remaining epochs; rank 0 writes history.csv, last.pt and best.pt after every epoch."""
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _write_json(self.out / "config.json", self.config.to_dict())
+        with _TerminateAsInterrupt():
+            for epoch in range(self.start_epoch, self.config.epochs + 1):
+                started = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]
+                train_loss = self.train_one_epoch(epoch)
+                metrics, val_loss = self.validate()
+                row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
+                       **{key: _number(metrics[key]) for key in ("miou", "mdice", "mean_accuracy")},
+                       "seconds": round(time.perf_counter() - started, 3)}
+                for column in HISTORY_COLUMNS:
+                    self.history[column].append(row[column])
+                improved = row["miou"] > self.best_miou
+                self.best_miou = max(self.best_miou, row["miou"])
+                if self.dist.is_main:
+                    self._save("last.pt", epoch)
+                    if improved:
+                        self._save("best.pt", epoch)
+                    _write_history(self.out / "history.csv", self.history)
+                    if self.config.progress:
+                        print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
+                              f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
+                              f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
+        return pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
+
+
+def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> pd.DataFrame:
+    """Train a model as ``config`` says (single process or under torchrun) and return the history table."""
+    try:
+        return Trainer(config, resume=resume, overwrite=overwrite).run()
+    finally:
+        cleanup_distributed()

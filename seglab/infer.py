@@ -1,0 +1,236 @@
+"""Inference: whole-image or sliding-window logits, flip TTA, dataset evaluation, benchmark export, folder prediction."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision import tv_tensors
+from tqdm.auto import tqdm
+
+from seglab.checkpoint import atomic_write, model_from_checkpoint
+from seglab.data import SegmentationDataset, build_dataset, eval_transforms, read_image
+from seglab.errors import SeglabError
+from seglab.labels import TRAINID_TO_ID, LabelSet, get_label_set
+from seglab.metrics import ConfusionMatrix
+from seglab.runtime import autocast, resolve_device, resolve_precision
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+# Images with more pixels than this are predicted tile by tile so that memory stays bounded.
+AUTO_WINDOW_PIXELS = 1024 * 2048
+DEFAULT_WINDOW = (512, 1024)
+
+
+def _forward(model: nn.Module, images: torch.Tensor, precision: str, flip: bool) -> torch.Tensor:
+    """float32 logits of ``images`` (N, 3, H, W), averaged with the horizontally flipped pass when ``flip``."""
+    with autocast(images.device, precision):
+        logits = model(images).float()
+        if flip:
+            logits = logits + model(images.flip(-1)).float().flip(-1)
+            logits = logits / 2
+    return logits
+
+
+def _tile_starts(size: int, window: int, stride: int) -> list[int]:
+    if size <= window:
+        return [0]
+    starts = list(range(0, size - window, stride)) + [size - window]
+    return sorted(set(starts))
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "fp32", flip: bool = False,
+                   window: tuple[int, int] | None = None, overlap: float = 1 / 3) -> torch.Tensor:
+    """Logits at input resolution; with ``window`` the image is covered by overlapping tiles whose logits average."""
+    if window is None:
+        return _forward(model, images, precision, flip)
+    n, _, height, width = images.shape
+    win_h, win_w = min(window[0], height), min(window[1], width)
+    stride_h, stride_w = max(1, math.ceil(win_h * (1 - overlap))), max(1, math.ceil(win_w * (1 - overlap)))
+    total = counts = None
+    for top in _tile_starts(height, win_h, stride_h):
+        for left in _tile_starts(width, win_w, stride_w):
+            tile = _forward(model, images[:, :, top:top + win_h, left:left + win_w], precision, flip)
+            if total is None:
+                total = images.new_zeros((n, tile.shape[1], height, width), dtype=torch.float32)
+                counts = images.new_zeros((1, 1, height, width), dtype=torch.float32)
+            total[:, :, top:top + win_h, left:left + win_w] += tile
+            counts[:, :, top:top + win_h, left:left + win_w] += 1
+    return total / counts
+
+
+def export_name(image_path: Path) -> Path:
+    """Benchmark-server path of a prediction: ``<city>/<city>_<seq>_<frame>_leftImg8bit.png``."""
+    return Path(image_path.parent.name) / image_path.name
+
+
+def write_label_png(path: Path, label: np.ndarray) -> None:
+    """Write a single-channel uint8 PNG atomically."""
+    def write(tmp: str) -> None:
+        ok, buffer = cv2.imencode(".png", np.ascontiguousarray(label, dtype=np.uint8))
+        if not ok:
+            raise OSError("PNG encoding failed")
+        Path(tmp).write_bytes(buffer.tobytes())
+    atomic_write(path, write)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *, precision: str = "fp32",
+             indices: Sequence[int] | None = None, criterion: nn.Module | None = None, flip: bool = False,
+             window: tuple[int, int] | None = None, export_dir: str | Path | None = None, workers: int = 0,
+             channels_last: bool = False, progress: bool = True) -> tuple[ConfusionMatrix, float]:
+    """Confusion matrix (and mean loss when ``criterion`` is given) of ``model`` on ``dataset``, one image at a time.
+
+    ``export_dir`` writes each prediction as a Cityscapes labelIds PNG in the benchmark-server naming.
+    """
+    model.eval()
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    matrix = ConfusionMatrix(dataset.num_classes, device=device)
+    loss_sum, loss_count = 0.0, 0
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for index, (image, target) in zip(indices, tqdm(loader, desc="evaluate", disable=not progress, leave=False)):
+        image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        target = target.to(device, non_blocking=True)
+        logits = predict_logits(model, image, precision=precision, flip=flip, window=window)
+        if criterion is not None:
+            loss_sum += float(criterion(logits, target))
+            loss_count += 1
+        prediction = logits.argmax(1)
+        matrix.update(prediction, target)
+        if export_dir is not None:
+            labels = TRAINID_TO_ID[prediction[0].to(torch.uint8).cpu().numpy()]
+            write_label_png(Path(export_dir) / export_name(dataset.image_path(index)), labels)
+    return matrix, loss_sum / max(1, loss_count)
+
+
+def zip_export(export_dir: str | Path) -> Path:
+    """Pack an export folder into ``<export_dir>.zip`` (city folders inside), ready for the benchmark server."""
+    export_dir = Path(export_dir)
+    archive = shutil.make_archive(str(export_dir), "zip", root_dir=export_dir)
+    return Path(archive)
+
+
+def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """Image files (by suffix, recursively, sorted) and the other files found in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SeglabError(f"image folder {folder} does not exist; pass --images DIR with your .jpg/.png files")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+
+
+def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour mask over an RGB image."""
+    return cv2.addWeighted(image, 1 - alpha, colors, alpha, 0)
+
+
+@torch.inference_mode()
+def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path, out_dir: str | Path,
+                   device: torch.device, *, precision: str = "fp32", flip: bool = False,
+                   window: tuple[int, int] | None = None, alpha: float = 0.5, progress: bool = True) -> dict:
+    """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
+
+    Unreadable files are skipped and reported; images larger than AUTO_WINDOW_PIXELS use a sliding window.
+    """
+    images, others = list_images(images_dir)
+    if not images:
+        raise SeglabError(f"no images (.jpg/.png/...) found in {images_dir}")
+    out_dir = Path(out_dir)
+    model.eval()
+    transform = eval_transforms()
+    written, skipped = [], [(p, "not an image file") for p in others]
+    for path in tqdm(images, desc="predict", disable=not progress):
+        try:
+            image = read_image(path)
+        except SeglabError as exc:
+            skipped.append((path, str(exc)))
+            continue
+        tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).unsqueeze(0).to(device)
+        use_window = window or (DEFAULT_WINDOW if image.shape[0] * image.shape[1] > AUTO_WINDOW_PIXELS else None)
+        logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window)
+        label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        stem = out_dir / path.relative_to(images_dir).with_suffix("")
+        write_label_png(stem.parent / f"{stem.name}_label.png", label)
+        blended = overlay(image, label_set.colorize(label), alpha)
+        atomic_write(stem.parent / f"{stem.name}_overlay.png",
+                     lambda tmp: Path(tmp).write_bytes(cv2.imencode(".png", blended[:, :, ::-1])[1].tobytes()))
+        written.append(path)
+    return {"written": [str(p) for p in written], "skipped": [(str(p), why) for p, why in skipped]}
+
+
+# ------------------------------------------------------------------------------------------------ from a checkpoint
+@dataclass
+class EvaluationReport:
+    """What ``seglab evaluate`` computes: the metrics JSON, the per-class and per-category tables, the matrix."""
+
+    summary: dict
+    class_table: pd.DataFrame
+    category_table: pd.DataFrame
+    matrix: ConfusionMatrix
+    export_zip: Path | None = None
+
+    def text(self) -> str:
+        """Human-readable tables and headline numbers."""
+        s = self.summary
+        lines = [self.class_table.to_string(float_format=lambda v: f"{v:.4f}")]
+        if len(self.category_table):
+            lines.append(self.category_table.to_string(float_format=lambda v: f"{v:.4f}"))
+        lines.append(f"mIoU {s['miou']:.4f}  mDice {s['mdice']:.4f}  pixel accuracy {s['pixel_accuracy']:.4f}  "
+                     f"mean accuracy {s['mean_accuracy']:.4f}  fwIoU {s['fwiou']:.4f}")
+        if self.export_zip is not None:
+            lines.append(f"benchmark export: {self.export_zip}")
+        return "\n".join(lines)
+
+
+def _setup(checkpoint: str | Path, device: str, precision: str) -> tuple[nn.Module, dict, torch.device, str]:
+    device_t = resolve_device(device)
+    model, state = model_from_checkpoint(checkpoint)
+    return model.to(device_t).eval(), state, device_t, resolve_precision(precision, device_t)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val", labels: str = "provided",
+                        export_dir: str | Path | None = None, json_path: str | Path | None = None,
+                        device: str = "auto", precision: str = "auto", flip: bool = False,
+                        window: tuple[int, int] | None = None, workers: int = 2,
+                        progress: bool = True) -> EvaluationReport:
+    """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""
+    model, state, device_t, precision = _setup(checkpoint, device, precision)
+    dataset_name = state.get("dataset", "cityscapes")
+    label_set = get_label_set(dataset_name)
+    options = {"labels": labels} if dataset_name == "cityscapes" else {}
+    dataset = build_dataset(dataset_name, data, split, eval_transforms(), **options)
+    if export_dir is not None and dataset_name != "cityscapes":
+        raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
+    matrix, _ = evaluate(model, dataset, device_t, precision=precision, flip=flip, window=window,
+                         export_dir=export_dir, workers=workers, progress=progress)
+    summary = matrix.summary(label_set.classes)
+    categories = pd.DataFrame({"iou": list(summary["category_iou"].values())},
+                              index=pd.Index(list(summary["category_iou"]), name="category"), dtype=float)
+    report = EvaluationReport(summary, matrix.to_dataframe(label_set.classes), categories, matrix)
+    if export_dir is not None:
+        report.export_zip = zip_export(export_dir)
+    if json_path is not None:
+        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    return report
+
+
+def predict_checkpoint(checkpoint: str | Path, images_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
+                       precision: str = "auto", flip: bool = False, window: tuple[int, int] | None = None,
+                       alpha: float = 0.5, progress: bool = True) -> dict:
+    """``predict_folder`` with the model, classes and colours a checkpoint describes."""
+    model, state, device_t, precision = _setup(checkpoint, device, precision)
+    label_set = get_label_set(state.get("dataset", "cityscapes"))
+    return predict_folder(model, label_set, images_dir, out_dir, device_t, precision=precision, flip=flip,
+                          window=window, alpha=alpha, progress=progress)

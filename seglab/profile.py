@@ -1,0 +1,126 @@
+"""Latency, peak memory and FLOPs of a model at a given input size, measured properly on CPU and CUDA.
+
+Latency: warm-up runs first, then the median of several timed runs of the forward pass alone (no file I/O, no
+pre/post-processing), with CUDA synchronised before reading the clock. Memory: peak allocated bytes on CUDA; on CPU
+the peak resident set size of a fresh child process that builds the model and runs it, minus the same process's
+resident size before the first forward (so imports and the interpreter do not count).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from collections.abc import Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from seglab.errors import SeglabError
+from seglab.runtime import autocast, resolve_device, resolve_precision, synchronize
+
+
+def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
+    """Floating-point operations of one forward pass at batch 1 (multiply-add = 2 FLOPs), via FlopCounterMode."""
+    model.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, height, width))
+    return int(counter.get_total_flops())
+
+
+def time_forward(model: torch.nn.Module, inputs: torch.Tensor, precision: str, warmup: int = 2,
+                 runs: int = 5) -> list[float]:
+    """Seconds of each of ``runs`` forward passes after ``warmup`` untimed ones."""
+    device = inputs.device
+    times = []
+    with torch.inference_mode():
+        for index in range(warmup + runs):
+            synchronize(device)
+            start = time.perf_counter()
+            with autocast(device, precision):
+                model(inputs)
+            synchronize(device)
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc; falls back to the peak on other systems)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _measure(name: str, num_classes: int, options: dict, height: int, width: int, device_name: str,
+             precision: str, warmup: int, runs: int, channels_last: bool, flops: bool) -> dict:
+    """Build and measure one model in this process."""
+    from seglab.models import build_model
+
+    torch.manual_seed(0)
+    device = resolve_device(device_name)
+    precision = resolve_precision(precision, device)
+    model = build_model(name, num_classes, **options).eval()
+    params = sum(p.numel() for p in model.parameters())
+    total_flops = count_flops(model, height, width) if flops else None
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    inputs = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=memory_format)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+    else:
+        baseline = _rss_bytes()
+    times = time_forward(model, inputs, precision, warmup, runs)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - baseline
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    median = statistics.median(times)
+    return {
+        "model": name, "device": device.type, "precision": precision, "height": height, "width": width,
+        "params_m": params / 1e6, "gflops": None if total_flops is None else total_flops / 1e9,
+        "latency_ms": median * 1e3, "latency_min_ms": min(times) * 1e3,
+        "achieved_gflops_per_s": None if total_flops is None else total_flops / 1e9 / median,
+        "peak_memory_mb": max(0, peak) / 2**20, "runs": runs,
+    }
+
+
+def _child(queue, kwargs) -> None:
+    try:
+        queue.put(("ok", _measure(**kwargs)))
+    except BaseException as exc:  # reported to the parent, which raises it as a clear error
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def profile_model(name: str, *, num_classes: int = 19, options: dict | None = None, height: int = 1024,
+                  width: int = 2048, device: str = "auto", precision: str = "fp32", warmup: int = 2, runs: int = 5,
+                  channels_last: bool = True, flops: bool = True, isolate: bool | None = None) -> dict:
+    """Median latency, peak memory, parameters and FLOPs of one model; CPU runs in a fresh process by default."""
+    if min(height, width) <= 0 or runs <= 0 or warmup < 0:
+        raise SeglabError("height, width and runs must be positive (warmup zero or more)")
+    kwargs = dict(name=name, num_classes=num_classes, options=options or {}, height=height, width=width,
+                  device_name=device, precision=precision, warmup=warmup, runs=runs, channels_last=channels_last,
+                  flops=flops)
+    if isolate is None:
+        isolate = resolve_device(device).type == "cpu"
+    if not isolate:
+        return _measure(**kwargs)
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, kwargs))
+    process.start()
+    status, payload = queue.get()
+    process.join()
+    if status != "ok":
+        raise SeglabError(f"profiling {name} failed: {payload}")
+    return payload
+
+
+def profile_models(names: Sequence[str], **kwargs) -> "pd.DataFrame":
+    """``profile_model`` for each name, as a table (one row per model)."""
+    import pandas as pd
+
+    return pd.DataFrame([profile_model(name, **kwargs) for name in names])

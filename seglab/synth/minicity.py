@@ -1,0 +1,799 @@
+"""MiniCity: procedural street scenes in the exact Cityscapes gtFine layout.
+
+A frame is made in two steps. ``build_scene`` places objects in a 3-D street seen by a pinhole camera (metres) and
+returns their outlines back to front in *reference* pixels (a 2048x1024 canvas), so one seed gives the same scene at
+every output size. ``render`` scales the outlines to the output size, rounds them to integer polygons (the JSON),
+paints the photo and rasterises labelIds / instanceIds / color from those polygons with OpenCV, as the annotation
+tool did; cityscapesscripts' PIL rasteriser therefore agrees everywhere except on some polygon edges.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from seglab.labels import CITYSCAPES_CLASSES, ID_TO_COLOR, cityscapes_label
+from seglab.synth._paint import Painter, camera_finish, clip_polygon, convex_hull, ellipse, to_pixels
+
+REF_W, REF_H = 2048, 1024
+SPLITS = ("train", "val", "test")
+CITIES = {"train": ("aachen", "bremen", "erfurt"), "val": ("frankfurt", "lindau", "munster"),
+          "test": ("berlin", "bielefeld")}
+EVAL_IDS = frozenset(cityscapes_label(name).id for name in CITYSCAPES_CLASSES)
+PROBE_SIZE = (64, 128)  # the smallest allowed size: featured frames must show all 19 classes there
+Z_FAR = 400.0
+
+PALETTES = {
+    "facade": [(.58, .56, .52), (.72, .66, .55), (.6, .38, .3), (.8, .78, .72), (.45, .45, .48), (.76, .6, .44),
+               (.66, .7, .72), (.52, .47, .4)],
+    "car": [(.9, .9, .9), (.08, .08, .09), (.62, .63, .65), (.35, .36, .38), (.6, .08, .07), (.1, .2, .5),
+            (.05, .1, .25), (.15, .3, .18), (.85, .7, .15), (.7, .65, .55), (.4, .12, .3), (.25, .45, .6)],
+    "concrete": [(.6, .6, .58), (.7, .66, .58), (.5, .5, .5), (.62, .5, .42), (.42, .44, .4)],
+    "vegetation": [(.22, .33, .14), (.3, .42, .18), (.18, .27, .16), (.36, .42, .2), (.27, .36, .24)],
+    "terrain": [(.42, .47, .22), (.48, .44, .3), (.34, .44, .2), (.52, .5, .32), (.38, .42, .26)],
+    "asphalt": [(.3, .3, .32), (.38, .38, .39), (.46, .45, .44), (.34, .33, .3)],
+    "paving": [(.55, .54, .52), (.6, .5, .45), (.48, .48, .5), (.66, .62, .55), (.52, .45, .4)],
+    "metal": [(.45, .46, .48), (.3, .32, .3), (.55, .55, .5), (.2, .3, .25), (.35, .3, .25)],
+    "skin": [(.85, .68, .55), (.65, .47, .35), (.42, .3, .22), (.9, .75, .65)],
+}
+
+
+def _pick(rng: np.random.Generator, palette: str, jitter: float = 0.07) -> tuple[float, float, float]:
+    """A palette colour with a small random change of brightness and hue."""
+    base = np.asarray(PALETTES[palette][rng.integers(len(PALETTES[palette]))])
+    return tuple(np.clip(base * (1 + jitter * rng.standard_normal()) + 0.03 * rng.standard_normal(3), 0, 1))
+
+
+def _any_color(rng: np.random.Generator) -> tuple[float, float, float]:
+    """A random clothing / paint colour: any hue, often muted."""
+    hsv = np.uint8([[[rng.integers(180), rng.integers(0, 220), rng.integers(30, 240)]]])
+    return tuple(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0] / 255.0)
+
+
+# ------------------------------------------------------------------------------------------------ data types
+@dataclass
+class Shape:
+    """One outline in reference pixels: an annotated polygon (``label``) or an image-only detail (label None)."""
+
+    points: np.ndarray
+    label: str | None = None
+    color: tuple = (0.5, 0.5, 0.5)
+    texture: str = "flat"
+    amp: float = 0.0
+    depth: float | None = None  # metres, for haze; None: a ground-plane surface (depth from the image row)
+    mode: str = "paint"  # paint | shade (multiply the image) | none (annotation only, nothing painted)
+    line: float = 0.0  # > 0: a stroke this many reference pixels wide instead of a fill
+    closed: bool = True
+    deleted: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole camera at height ``height`` metres looking down +Z; image coordinates in reference pixels."""
+
+    f: float
+    u0: float
+    v0: float
+    height: float
+
+    def project(self, xyz: np.ndarray) -> np.ndarray:
+        xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+        x, y, z = xyz.T
+        return np.stack([self.u0 + self.f * x / z, self.v0 + self.f * (self.height - y) / z], axis=1)
+
+
+@dataclass
+class Scene:
+    """Everything needed to render one frame at any size."""
+
+    camera: Camera
+    shapes: list[Shape]
+    look: dict
+    date: str
+    required: frozenset = field(default_factory=frozenset)
+
+
+def _quad(axis: str, c: float, a0: float, a1: float, b0: float, b1: float) -> np.ndarray:
+    """Corners (4, 3) of an axis-aligned rectangle in the plane ``axis = c`` spanning [a0, a1] x [b0, b1]."""
+    a, b = [a0, a1, a1, a0], [b0, b0, b1, b1]
+    if axis == "x":  # a: z, b: y
+        return np.stack([np.full(4, c), b, a], 1)
+    if axis == "y":  # a: x, b: z
+        return np.stack([a, np.full(4, c), b], 1)
+    return np.stack([a, b, np.full(4, c)], 1)  # axis z: a: x, b: y
+
+
+def _spans(z0: float, z1: float, ratio: float = 1.25) -> list[tuple[float, float]]:
+    """Split [z0, z1] into pieces with far/near <= ratio, so that painter's order by distance stays right."""
+    out = []
+    while z0 < z1 - 1e-6:
+        nxt = min(z1, max(z0 * ratio, z0 + 0.5))
+        out.append((z0, nxt))
+        z0 = nxt
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ object tables
+# vehicles: width, length (m), boxes (x0, x1 as fractions of width, y0, y1 in m, z0, z1 as fractions of length,
+# material), window band (y0, y1, spacing, fraction) on the body, wheel radius, wheel positions (fractions of length)
+VEHICLES = {
+    "car": (1.8, 4.4, [(0, 1, 0.0, 0.95, 0, 1, "body"), (0.08, 0.92, 0.95, 1.45, 0.25, 0.72, "glass")],
+            None, 0.33, (0.17, 0.8)),
+    "truck": (2.5, 8.5, [(0, 1, 0.0, 3.7, 0, 0.72, "cargo"), (0.04, 0.96, 0.0, 3.0, 0.74, 1.0, "body")],
+              None, 0.5, (0.12, 0.55, 0.88)),
+    "bus": (2.55, 12.0, [(0, 1, 0.0, 3.2, 0, 1, "body")], (1.25, 2.75, 1.6, 0.85), 0.5, (0.15, 0.78)),
+    "train": (2.65, 30.0, [(0, 1, 0.3, 3.6, 0, 1, "body")], (1.5, 2.8, 2.2, 0.7), 0.0, ()),
+}
+GLASS = (0.16, 0.19, 0.22)
+FACE_SHADE = {"front": 1.0, "side": 0.78, "top": 1.12, "bottom": 0.55}
+RUN_STYLE = {"wall": ("concrete", "brick", 0.3), "fence": ("metal", "streak", 0.3), "vegetation": ("vegetation", "blotch", 0.6),
+             "guard rail": ("metal", "metal", 0.3)}
+RAILS = {"fence": ((0.9, 0.96), (0.45, 0.5)), "guard rail": ((0.55, 0.95),)}  # fractions of the height
+# void street furniture: label -> list of (width, depth, height) boxes it may be
+FURNITURE = {"static": [(1.6, 0.5, 0.9), (1.2, 0.3, 2.4), (0.25, 0.25, 0.9), (0.6, 0.6, 1.1), (2.5, 1.2, 2.3)],
+             "dynamic": [(0.6, 0.8, 1.05), (0.55, 0.9, 1.0), (1.0, 0.6, 0.9)]}
+# traffic sign plates: (outline in metres around the centre, rim colour, face colour)
+SIGNS = [
+    (ellipse(0, 0, 0.32, 0.32, 20), (0.75, 0.08, 0.08), (0.95, 0.95, 0.95)),
+    (ellipse(0, 0, 0.32, 0.32, 20), (0.95, 0.95, 0.95), (0.1, 0.3, 0.7)),
+    (np.array([[-0.38, -0.3], [0.38, -0.3], [0, 0.36]]), (0.8, 0.1, 0.1), (0.95, 0.95, 0.9)),
+    (np.array([[0, -0.38], [0.38, 0], [0, 0.38], [-0.38, 0]]), (0.95, 0.95, 0.95), (0.95, 0.78, 0.1)),
+    (np.array([[-0.35, -0.25], [0.35, -0.25], [0.35, 0.25], [-0.35, 0.25]]), (0.9, 0.9, 0.9), (0.1, 0.35, 0.7)),
+    (ellipse(0, 0, 0.33, 0.33, 8, np.pi / 8), (0.95, 0.95, 0.95), (0.8, 0.1, 0.1)),
+]
+
+
+def person_outline(stride: float, swing: float) -> np.ndarray:
+    """Outline of a walking person of height 1 (x right, y up, feet at 0): legs apart by ``stride``, arms swung."""
+    torso = [(0.11, 0.50), (0.13 + swing, 0.42), (0.17 + swing, 0.43), (0.16, 0.62), (0.14, 0.8), (0.06, 0.83),
+             (0.035, 0.85)]
+    head = [tuple(p) for p in ellipse(0, 0.925, 0.06, 0.075, 11, 0, -0.3 * np.pi, 1.3 * np.pi)]
+    left = [(-x, y) for x, y in reversed(torso)]
+    legs = [(-stride - 0.06, 0.0), (-stride + 0.02, 0.0), (0.0, 0.43), (stride - 0.02, 0.0), (stride + 0.06, 0.0)]
+    return np.array(legs + torso + head + left, dtype=np.float64)
+
+
+# two-wheelers, side view (x along, y up, metres): wheel centres and radius, frame polyline, body polygon
+TWO_WHEELERS = {
+    "bicycle": dict(wheels=((-0.52, 0.34), (0.52, 0.34)), radius=0.34, saddle=(-0.2, 0.95),
+                    frame=[(-0.52, 0.34), (-0.2, 0.95), (0.0, 0.34), (0.45, 0.92), (0.52, 0.34), (0.45, 0.92),
+                           (0.4, 1.05), (-0.2, 0.95), (0.0, 0.34), (-0.52, 0.34)], body=None),
+    "motorcycle": dict(wheels=((-0.7, 0.32), (0.7, 0.32)), radius=0.32, saddle=(-0.25, 0.82),
+                       frame=[(0.7, 0.32), (0.52, 0.95), (0.45, 1.12)],
+                       body=[(-0.75, 0.55), (-0.55, 0.82), (0.05, 0.85), (0.45, 0.98), (0.5, 0.75), (0.25, 0.35),
+                             (-0.35, 0.35)]),
+}
+
+
+# ------------------------------------------------------------------------------------------------ scene builder
+class _Street:
+    """Builds one street: layout in metres, then shapes in reference pixels (far to near)."""
+
+    def __init__(self, rng: np.random.Generator, featured: bool) -> None:
+        self.rng = rng
+        self.featured = featured
+        self.cam = Camera(f=rng.uniform(1900, 2300), u0=REF_W / 2 + rng.uniform(-90, 90),
+                          v0=rng.uniform(400, 500), height=rng.uniform(1.15, 1.35))
+        self.ground: list[Shape] = []
+        self.items: list[tuple[float, list[Shape]]] = []  # (distance, shapes), sorted far to near at the end
+
+    # ------------------------------------------------------------------ helpers
+    def chance(self, p: float) -> bool:
+        """True with probability p, always True for the frame that must feature everything."""
+        return self.featured or self.rng.random() < p
+
+    def seed(self) -> int:
+        return int(self.rng.integers(2**31))
+
+    def shape(self, xyz: np.ndarray, **kw) -> Shape:
+        return Shape(self.cam.project(xyz), seed=self.seed(), **kw)
+
+    def add(self, x_near: float, z_near: float, shapes: list[Shape]) -> None:
+        self.items.append((float(np.hypot(x_near, z_near)), shapes))
+
+    def billboard(self, outline: np.ndarray, x: float, z: float, y0: float = 0.0, sx: float = 1.0,
+                  sy: float = 1.0) -> np.ndarray:
+        """A flat outline (x right, y up, metres) standing at (x, z), projected to reference pixels."""
+        pts = np.asarray(outline, dtype=np.float64)
+        xyz = np.stack([x + pts[:, 0] * sx, y0 + pts[:, 1] * sy, np.full(len(pts), z)], axis=1)
+        return self.cam.project(xyz)
+
+    # ------------------------------------------------------------------ boxes (buildings, vehicles, furniture)
+    def box_faces(self, box: tuple, color: tuple, texture: str, amp: float, windows: tuple | None,
+                  depth: float) -> list[tuple[float, list[Shape]]]:
+        """Visible faces of an axis-aligned box (x0, x1, y0, y1, z0, z1), each with its window grid."""
+        x0, x1, y0, y1, z0, z1 = box
+        faces = [("front", _quad("z", z0, x0, x1, y0, y1), "x", (x0, x1))]
+        if x0 > 0:
+            faces.append(("side", _quad("x", x0, z0, z1, y0, y1), "z", (z0, z1)))
+        if x1 < 0:
+            faces.append(("side", _quad("x", x1, z0, z1, y0, y1), "z", (z0, z1)))
+        if y1 < self.cam.height:
+            faces.append(("top", _quad("y", y1, x0, x1, z0, z1), None, None))
+        if y0 > self.cam.height:
+            faces.append(("bottom", _quad("y", y0, x0, x1, z0, z1), None, None))
+        out = []
+        for kind, corners, along, extent in faces:
+            shade = np.clip(np.asarray(color) * FACE_SHADE[kind], 0, 1)
+            shapes = [self.shape(corners, color=tuple(shade), texture=texture, amp=amp, depth=depth)]
+            if windows and along:
+                shapes += self.window_grid(corners, along, extent, (y0, y1), windows, depth)
+            out.append((float(np.linalg.norm(corners.mean(axis=0))), shapes))
+        return out
+
+    def window_grid(self, corners: np.ndarray, along: str, extent: tuple, ys: tuple, windows: tuple,
+                    depth: float) -> list[Shape]:
+        """Windows on a face: rows between (wy0, wy1) every ``row`` m, columns anchored to world multiples."""
+        wy0, wy1, row, col, frac_y, frac_x, glass = windows
+        plane = corners[0, 0] if along == "z" else corners[0, 2]
+        out = []
+        for y in np.arange(max(wy0, ys[0]), min(wy1, ys[1]) - row * frac_y + 1e-6, row):
+            for a in np.arange(np.floor(extent[0] / col) * col, extent[1], col):
+                a0, a1 = max(a + col * (1 - frac_x) / 2, extent[0]), min(a + col * (1 + frac_x) / 2, extent[1])
+                if a1 - a0 < col * frac_x * 0.3:
+                    continue
+                b0, b1 = y, y + row * frac_y
+                quad = _quad("x", plane, a0, a1, b0, b1) if along == "z" else _quad("z", plane, a0, a1, b0, b1)
+                pts = self.cam.project(quad)
+                if np.ptp(pts[:, 1]) < 5:  # too small to matter at the reference size: skip
+                    continue
+                tone = np.clip(np.asarray(glass) * self.rng.uniform(0.6, 1.5), 0, 1)
+                out.append(Shape(pts, color=tuple(tone), texture="metal", amp=0.25, depth=depth, seed=self.seed()))
+        return out
+
+    def solid(self, label: str, boxes: list[tuple], colors: list[tuple], texture: str, amp: float,
+              hull_color: tuple, windows: list[tuple | None] | None = None) -> tuple[list[Shape], float]:
+        """Label polygon = convex hull of the boxes; the faces of all boxes painted far to near on top."""
+        corners = np.concatenate([[(x, y, z) for x in b[:2] for y in b[2:4] for z in b[4:6]] for b in boxes])
+        depth = min(b[4] for b in boxes)
+        hull = Shape(convex_hull(self.cam.project(corners)), label=label, color=hull_color, depth=depth,
+                     seed=self.seed())
+        faces = []
+        for i, (box, color) in enumerate(zip(boxes, colors)):
+            faces += self.box_faces(box, color, texture, amp, windows[i] if windows else None, depth)
+        faces.sort(key=lambda item: -item[0])
+        return [hull] + [s for _, shapes in faces for s in shapes], depth
+
+    # ------------------------------------------------------------------ layout
+    def build(self) -> list[Shape]:
+        rng = self.rng
+        lanes, lane_w = int(rng.integers(2, 5)), rng.uniform(3.0, 3.6)
+        ego = int(rng.integers(lanes))
+        self.left = -(ego + 0.5) * lane_w + rng.uniform(-0.4, 0.4)
+        self.right = self.left + lanes * lane_w
+        self.lanes = [self.left + (i + 0.5) * lane_w for i in range(lanes)]
+        self.lane_w = lane_w
+        sky = _pick(rng, "concrete", 0.1) if rng.random() < 0.65 else (0.45, 0.62, 0.85)
+        self.sunny = sky == (0.45, 0.62, 0.85)
+        self.look = dict(sky=sky, haze=rng.uniform(60, 250), haze_color=tuple(np.clip(np.asarray(sky) + 0.1, 0, 1)))
+        self.sky(sky)
+        self.road()
+        sides = {-1: self.left, 1: self.right}
+        parking_side = int(rng.choice([-1, 1])) if self.chance(0.3) else 0
+        terrain_side = int(rng.choice([-1, 1])) if self.featured else 0
+        for side, edge in sides.items():
+            self.street_side(side, abs(edge), parking=side == parking_side,
+                             terrain=side == terrain_side or rng.random() < 0.4)
+        self.traffic()
+        self.far_end()
+        if self.sunny:  # cast shadows of the houses across the street (they darken the ground only)
+            for _ in range(int(rng.integers(2, 6))):
+                z = rng.uniform(3, 80)
+                xs = sorted((self.left - 6, self.left + rng.uniform(2, 12)) if rng.random() < 0.5 else
+                            (self.right - rng.uniform(2, 12), self.right + 6))
+                self.ground.append(self.shape(_quad("y", 0.13, *xs, z, z + rng.uniform(5, 25)),
+                                              color=(0.5, 0.55, 0.65), mode="shade"))
+        shapes = list(self.ground)
+        for _, item in sorted(self.items, key=lambda it: -it[0]):
+            shapes += item
+        return shapes + self.frame_border()
+
+    def sky(self, color: tuple) -> None:
+        pts = np.array([[0, 0], [REF_W, 0], [REF_W, self.cam.v0 + 15], [0, self.cam.v0 + 15]], dtype=np.float64)
+        self.ground.append(Shape(pts, label="sky", color=color, texture="sky", amp=0.12, depth=Z_FAR,
+                                 seed=self.seed()))
+        self.ground.append(self.shape(_quad("y", 0, -600, 600, 2, Z_FAR), label="ground",
+                                      color=_pick(self.rng, "terrain"), texture="grain", amp=0.3))
+
+    def road(self) -> None:
+        rng = self.rng
+        color = _pick(rng, "asphalt")
+        self.ground.append(self.shape(_quad("y", 0, self.left, self.right, 0.8, Z_FAR), label="road", color=color,
+                                      texture="grain", amp=0.18))
+        for _ in range(int(rng.integers(0, 5))):  # repair patches, a bit darker or lighter
+            x, z = rng.uniform(self.left, self.right), rng.uniform(4, 60)
+            patch = np.array([[x + rng.uniform(-2, 0), 0, z], [x + rng.uniform(0, 2), 0, z],
+                              [x + rng.uniform(0, 2), 0, z + rng.uniform(2, 10)],
+                              [x + rng.uniform(-2, 0), 0, z + rng.uniform(2, 10)]])
+            patch[:, 0] = np.clip(patch[:, 0], self.left, self.right)
+            self.ground.append(self.shape(patch, color=tuple(np.asarray(color) * rng.uniform(0.75, 1.2)),
+                                          texture="grain", amp=0.3))
+        paint = (0.85, 0.85, 0.8)
+        dash, gap = rng.uniform(2, 4), rng.uniform(4, 9)
+        for x in [self.left + i * self.lane_w for i in range(1, len(self.lanes))]:
+            for z in np.arange(rng.uniform(1, 6), 120, dash + gap):
+                self.ground.append(self.shape(_quad("y", 0, x - 0.07, x + 0.07, z, z + dash), color=paint,
+                                              texture="grain", amp=0.15))
+        for x in (self.left + 0.3, self.right - 0.3):
+            self.ground.append(self.shape(_quad("y", 0, x - 0.08, x + 0.08, 1, Z_FAR), color=paint,
+                                          texture="grain", amp=0.15))
+        self.crosswalk = rng.uniform(12, 30) if self.chance(0.35) else None
+        if self.crosswalk:
+            for x in np.arange(self.left + 0.5, self.right - 0.5, 1.0):
+                self.ground.append(self.shape(_quad("y", 0, x, x + 0.5, self.crosswalk, self.crosswalk + 3.5),
+                                              color=paint, texture="grain", amp=0.15))
+
+    def street_side(self, side: int, edge: float, parking: bool, terrain: bool) -> None:
+        """Parking strip, curb and sidewalk, terrain strip, then walls/fences, trees and buildings along one side."""
+        rng = self.rng
+        x = edge
+        if parking:
+            width = rng.uniform(2.0, 2.6)
+            self.ground.append(self.shape(_quad("y", 0, *sorted((side * x, side * (x + width))), 0.8, Z_FAR),
+                                          label="parking", color=_pick(rng, "paving"), texture="tiles", amp=0.4))
+            for z in np.arange(rng.uniform(3, 8), 60, rng.uniform(5, 6)):
+                self.add(x, z, self.vehicle("car", side * (x + width / 2), z + 0.5))
+            x += width
+        walk = rng.uniform(2.5, 5.5)
+        curb, color = 0.12, _pick(rng, "paving")
+        xs = sorted((side * x, side * (x + walk)))
+        self.ground.append(self.shape(_quad("y", curb, *xs, 0.8, Z_FAR), label="sidewalk", color=color,
+                                      texture="tiles", amp=0.35))
+        self.ground.append(self.shape(_quad("x", side * x, 0.8, Z_FAR, 0, curb), label="sidewalk",
+                                      color=tuple(np.clip(np.asarray(color) * 1.15, 0, 1)), texture="grain", amp=0.2))
+        inner, x = x, x + walk
+        if terrain:
+            width = rng.uniform(1.5, 4.0)
+            self.ground.append(self.shape(_quad("y", curb, *sorted((side * x, side * (x + width))), 0.8, Z_FAR),
+                                          label="terrain", color=_pick(rng, "terrain"), texture="streak", amp=0.4))
+            x += width
+        self.linear_structures(side, inner, x)
+        self.sidewalk_life(side, inner, x)
+        self.buildings(side, x + rng.uniform(0, 1.5))
+
+    def linear_structures(self, side: int, inner: float, outer: float) -> None:
+        """Walls, fences, hedges and guard rails running along the street, split into short pieces."""
+        rng = self.rng
+        kinds = []
+        if self.chance(0.35):
+            kinds.append(("wall", outer - 0.3, rng.uniform(0.8, 2.4)))
+        if self.chance(0.35):
+            kinds.append(("fence", outer - (0.9 if kinds else 0.3), rng.uniform(1.0, 2.0)))
+        if self.chance(0.25):
+            kinds.append(("vegetation", outer - 0.5, rng.uniform(0.8, 1.6)))
+        if self.chance(0.15):
+            kinds.append(("guard rail", inner - 0.25, 0.75))
+        for label, x, height in kinds:
+            z0 = rng.uniform(3, 15)
+            z1 = z0 + rng.uniform(10, 60)
+            self.run(label, side * x, height, z0, z1)
+
+    def run(self, label: str, x: float, height: float, z0: float, z1: float) -> None:
+        """One wall / fence / hedge / guard rail from z0 to z1 at lateral position x, in short pieces."""
+        rng = self.rng
+        palette, texture, amp = RUN_STYLE[label]
+        color = _pick(rng, palette)
+        see_through = label == "guard rail" or (label == "fence" and rng.random() < 0.75)
+        gap = rng.uniform(0.12, 0.35) if label == "fence" else 2.0
+        rails = RAILS.get(label, ())
+        for a, b in _spans(z0, z1):
+            shapes = [self.shape(_quad("x", x, a, b, 0, height), label=label, color=color, texture=texture, amp=amp,
+                                 depth=a, mode="none" if see_through else "paint")]
+            if see_through:  # pickets/posts and rails only: what is behind shows through, labelled as the fence
+                if self.cam.f * gap / b >= 2.0:
+                    for z in np.arange(np.ceil(a / gap) * gap, b, gap):
+                        shapes.append(self.shape(np.array([[x, 0, z], [x, height, z]]), color=color, depth=a,
+                                                 line=max(1.0, self.cam.f * 0.05 / z), closed=False))
+                for lo, hi in rails:
+                    shapes.append(self.shape(_quad("x", x, a, b, lo * height, hi * height), color=color,
+                                             texture=texture, amp=amp, depth=a))
+            self.add(x, a, shapes)
+
+    def sidewalk_life(self, side: int, inner: float, outer: float) -> None:
+        """Poles with lights/signs at the curb, trees, pedestrians, parked two-wheelers, street furniture."""
+        rng = self.rng
+        z = rng.uniform(7, 16)
+        while z < 90:
+            self.pole(side * (inner + rng.uniform(0.3, 0.8)), z)
+            z += rng.uniform(10, 30)
+        for z in np.arange(rng.uniform(4, 12), 110, rng.uniform(8, 18)) if self.chance(0.6) else []:
+            self.tree(side * (outer - rng.uniform(0.6, 1.2)), z + rng.uniform(-2, 2))
+        for _ in range(int(rng.integers(1, 7))):
+            self.person(side * rng.uniform(inner + 0.5, outer - 0.3), rng.uniform(4, 60))
+        if self.chance(0.25):
+            self.two_wheeler(rng.choice(["bicycle", "motorcycle"]), side * (outer - 1.0), rng.uniform(8, 25),
+                             rider=False)
+        for label in ("static", "dynamic"):
+            if self.chance(0.3):
+                self.furniture(label, side * rng.uniform(inner + 0.8, outer), rng.uniform(6, 40))
+        if side == 1 and self.chance(0.2):  # a bicycle rack
+            z0, x = rng.uniform(12, 20), side * (outer - 0.8)
+            self.group("bicyclegroup", x, [self.two_wheeler("bicycle", x, z0 + 0.6 * i, rider=False, keep=True,
+                                                            squeeze=0.5) for i in range(int(rng.integers(3, 6)))])
+        if side == -1 and self.chance(0.2):  # a crowd further down the sidewalk
+            z0, x = rng.uniform(25, 45), side * (inner + outer) / 2
+            self.group("persongroup", x, [self.person(x + rng.uniform(-1, 1), z0 + rng.uniform(0, 3), keep=True)
+                                          for _ in range(int(rng.integers(3, 7)))])
+
+    def buildings(self, side: int, x: float) -> None:
+        rng = self.rng
+        z = rng.uniform(1.0, 8.0)
+        while z < 160:
+            length = rng.uniform(6, 25)
+            if rng.random() < 0.12:  # an alley: a tree or just sky between the houses
+                if rng.random() < 0.7:
+                    self.tree(side * (x + 3), z + 2, big=True)
+                z += rng.uniform(4, 10)
+                continue
+            height, setback, depth = rng.uniform(6, 30), rng.uniform(0, 1.5), 15.0
+            color = _pick(rng, "facade")
+            texture = "brick" if rng.random() < 0.3 else "grain"
+            glass = (0.15, 0.18, 0.22) if rng.random() < 0.7 else (0.45, 0.5, 0.55)
+            row = rng.uniform(2.9, 3.6)
+            windows = (rng.uniform(0.8, 3.5), height - 1.0, row, rng.uniform(2.2, 4.0), rng.uniform(0.45, 0.7),
+                       rng.uniform(0.35, 0.7), glass)
+            xs = sorted((side * (x + setback), side * (x + setback + depth)))
+            for a, b in _spans(z, z + length, 1.3):
+                box = (xs[0], xs[1], 0.0, height, a, b)
+                shapes, _ = self.solid("building", [box], [color], texture, 0.25, color, [windows])
+                self.add(x + setback, a, shapes)
+            if rng.random() < 0.25:  # vegetation peeking above the roofs behind
+                self.tree(side * (x + depth + 5), z + length / 2, big=True, height=height + rng.uniform(2, 8))
+            z += length
+
+    def far_end(self) -> None:
+        """The street ends in a crossing building row, trees, or open sky."""
+        rng = self.rng
+        z = rng.uniform(120, 220)
+        if rng.random() < 0.6:
+            x = -60.0
+            while x < 60:
+                width = rng.uniform(8, 25)
+                shapes, _ = self.solid("building", [(x, x + width, 0, rng.uniform(8, 30), z, z + 15)],
+                                       [_pick(rng, "facade")], "grain", 0.2, (0.5, 0.5, 0.5))
+                self.add(0, z, shapes)
+                x += width
+        else:
+            for x in np.arange(-60, 60, 9):
+                self.tree(x + rng.uniform(-3, 3), z, big=True)
+
+    # ------------------------------------------------------------------ objects
+    def pole(self, x: float, z: float) -> None:
+        rng = self.rng
+        height = rng.uniform(3.5, 7.0)
+        color = _pick(rng, "metal")
+        r = 0.08
+        shapes, _ = self.solid("pole", [(x - r, x + r, 0, height, z - r, z + r)], [color], "metal", 0.2, color)
+        self.add(x, z, shapes)
+        if self.chance(0.5):  # a traffic light on top or mounted on the side
+            y0 = min(height, rng.uniform(2.6, 4.2)) - 0.9
+            light, _ = self.solid("traffic light", [(x - 0.2, x + 0.2, y0, y0 + 0.9, z - 0.35, z - 0.1)],
+                                  [(0.12, 0.12, 0.1)], "flat", 0.0, (0.12, 0.12, 0.1))
+            lit = int(rng.integers(3))
+            for i, tone in enumerate([(0.9, 0.15, 0.1), (0.95, 0.7, 0.1), (0.2, 0.85, 0.4)]):
+                lamp = ellipse(0, y0 + 0.75 - i * 0.29, 0.1, 0.1, 10)
+                light.append(Shape(self.billboard(lamp, x, z - 0.36), color=tone if i == lit else
+                                   tuple(0.3 * np.asarray(tone)), depth=z))
+            self.add(x, z - 0.4, light)
+        if self.chance(0.6):
+            outline, rim, face = SIGNS[int(rng.integers(len(SIGNS)))]
+            yc = rng.uniform(2.0, min(height, 3.2))
+            plate = [Shape(self.billboard(outline, x, z - 0.15, yc), label="traffic sign", color=rim,
+                           depth=z, seed=self.seed()),
+                     Shape(self.billboard(outline, x, z - 0.15, yc, 0.75, 0.75), color=face, texture="grain",
+                           amp=0.1, depth=z, seed=self.seed())]
+            self.add(x, z - 0.2, plate)
+
+    def tree(self, x: float, z: float, big: bool = False, height: float | None = None) -> None:
+        rng = self.rng
+        height = height or rng.uniform(5, 12 if big else 8)
+        radius = rng.uniform(1.5, 4.5 if big else 3.0)
+        trunk = np.array([[-0.15, 0], [0.15, 0], [0.12, height - radius], [-0.12, height - radius]])
+        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        bumps = radius * (1 + 0.18 * rng.standard_normal(24))
+        crown = np.stack([np.cos(angles) * bumps, height - radius * 0.9 + np.sin(angles) * bumps * 0.9], axis=1)
+        color = _pick(rng, "vegetation")
+        shapes = [Shape(self.billboard(trunk, x, z), label="vegetation", color=(0.3, 0.24, 0.18), texture="streak",
+                        amp=0.2, depth=z, seed=self.seed()),
+                  Shape(self.billboard(crown, x, z), label="vegetation", color=color, texture="blotch", amp=0.55,
+                        depth=z, seed=self.seed())]
+        if rng.random() < 0.4 and not big:  # a terrain patch around the trunk
+            patch = np.array([[x - 0.8, 0.12, z - 0.8], [x + 0.8, 0.12, z - 0.8], [x + 0.8, 0.12, z + 0.8],
+                              [x - 0.8, 0.12, z + 0.8]])
+            shapes.insert(0, self.shape(patch, label="terrain", color=_pick(rng, "terrain"), texture="streak",
+                                        amp=0.4, depth=z))
+        self.add(x, z, shapes)
+
+    def person(self, x: float, z: float, keep: bool = False, y0: float = 0.0, label: str = "person",
+               height: float | None = None) -> list[Shape]:
+        rng = self.rng
+        height = height or rng.uniform(1.55, 1.95)
+        outline = person_outline(rng.uniform(0.0, 0.14), rng.uniform(-0.05, 0.05))
+        pts = outline * height
+        pants, shirt, skin = _any_color(rng), _any_color(rng), _pick(rng, "skin")
+        shapes = [Shape(self.billboard(pts, x, z, y0), label=label, color=pants, texture="grain", amp=0.2,
+                        depth=z, seed=self.seed())]
+        for (lo, hi), color in (((0.45, 0.84), shirt), ((0.84, 1.01), skin), ((0.95, 1.01), _any_color(rng))):
+            band = clip_polygon(outline, -1, lo, 1, hi) * height
+            if len(band) >= 3:
+                shapes.append(Shape(self.billboard(band, x, z, y0), color=color, texture="grain", amp=0.2,
+                                    depth=z, seed=self.seed()))
+        if not keep:
+            self.add(x, z, shapes)
+        return shapes
+
+    def two_wheeler(self, kind: str, x: float, z: float, rider: bool, keep: bool = False,
+                    squeeze: float = 1.0) -> list[Shape]:
+        """Side-view bicycle or motorcycle (``squeeze`` < 1 fakes an oblique view), optionally with its rider."""
+        rng = self.rng
+        spec = TWO_WHEELERS[kind]
+        flip = 1 if rng.random() < 0.5 else -1
+        wheel_pts = [ellipse(cx, cy, spec["radius"], spec["radius"], 14) for cx, cy in spec["wheels"]]
+        parts = np.concatenate(wheel_pts + [np.array(spec["frame"])] + ([np.array(spec["body"])] if spec["body"]
+                                                                          else []))
+        color = _any_color(rng)
+
+        def proj(pts: np.ndarray) -> np.ndarray:
+            return self.billboard(np.asarray(pts), x, z, sx=flip * squeeze)
+
+        shapes = [Shape(convex_hull(proj(parts)), label=kind, mode="none", depth=z, seed=self.seed())]
+        dark = (0.07, 0.07, 0.08)
+        for wheel in wheel_pts:
+            if kind == "motorcycle":
+                shapes.append(Shape(proj(wheel), color=dark, texture="grain", amp=0.2, depth=z, seed=self.seed()))
+            else:
+                shapes.append(Shape(proj(wheel), color=dark, depth=z, line=max(1.0, 60 / z), seed=self.seed()))
+        if spec["body"]:
+            shapes.append(Shape(proj(spec["body"]), color=color, texture="metal", amp=0.3, depth=z, seed=self.seed()))
+        shapes.append(Shape(proj(spec["frame"]), color=color, depth=z, line=max(1.0, 70 / z), closed=False,
+                            seed=self.seed()))
+        if rider:
+            shapes += self.person(x - flip * squeeze * 0.1, z - 0.01, keep=True, y0=spec["saddle"][1] - 0.8,
+                                  label="rider", height=rng.uniform(1.6, 1.85))
+        if not keep:
+            self.add(x, z, shapes)
+        return shapes
+
+    def vehicle(self, kind: str, x: float, z: float, across: bool = False) -> list[Shape]:
+        """A car / truck / bus / train as boxes, with windows, lights, wheels and sometimes a license plate."""
+        rng = self.rng
+        width, length, parts, band, wheel_r, wheel_at = VEHICLES[kind]
+        length *= rng.uniform(0.9, 1.1)
+        paint = _pick(rng, "car") if kind == "car" else _any_color(rng)
+        boxes, colors = [], []
+        for fx0, fx1, y0, y1, fz0, fz1, material in parts:
+            if across:  # long axis along x (a tram crossing the street): the near face is its side
+                boxes.append((x - length / 2 + fz0 * length, x - length / 2 + fz1 * length, y0, y1,
+                              z + fx0 * width, z + fx1 * width))
+            else:
+                boxes.append((x - width / 2 + fx0 * width, x - width / 2 + fx1 * width, y0, y1,
+                              z + fz0 * length, z + fz1 * length))
+            colors.append({"glass": GLASS, "body": paint}.get(material) or _pick(rng, "concrete"))
+        windows = [(band[0], band[1], band[1] - band[0], band[2], 1.0, band[3], GLASS) if band else None] * len(boxes)
+        shapes, depth = self.solid(kind, boxes, colors, "metal", 0.3, GLASS, windows)
+        near = boxes[0]
+        far_z = max(b[5] for b in boxes)
+        shapes.insert(0, self.shape(_quad("y", 0.01, near[0] - 0.3, near[1] + 0.3, near[4] - 0.3, far_z),
+                                    color=(0.45, 0.45, 0.5), mode="shade", depth=depth))  # shadow underneath
+        if across:
+            return shapes
+        xc, yl = (near[0] + near[1]) / 2, min(near[3] - 0.25, 1.0 if kind == "car" else 1.2)
+        lamp = (0.85, 0.1, 0.08) if rng.random() < 0.8 else (0.95, 0.95, 0.85)  # tail or head lights
+        for sign in (-1, 1):
+            lx = xc + sign * (width / 2 - 0.2)
+            shapes.append(self.shape(_quad("z", near[4] - 0.01, lx - 0.15, lx + 0.15, yl - 0.12, yl), color=lamp,
+                                     depth=depth))
+        plate = self.shape(_quad("z", near[4] - 0.01, xc - 0.26, xc + 0.26, 0.38, 0.5), color=(0.9, 0.9, 0.85),
+                           depth=depth)
+        if self.chance(0.4):  # annotated, as some real cars are; id -1: never drawn into the label images
+            plate.label = "license plate"
+        shapes.append(plate)
+        side_x = near[0] if near[0] > 0 else near[1] if near[1] < 0 else None
+        for fz in wheel_at if side_x is not None else ():
+            circle = ellipse(z + fz * length, wheel_r, wheel_r, wheel_r, 12)
+            shapes.append(self.shape(np.c_[np.full(12, side_x), circle[:, 1], circle[:, 0]],
+                                     color=(0.06, 0.06, 0.07), depth=depth))
+        return shapes
+
+    def furniture(self, label: str, x: float, z: float) -> None:
+        rng = self.rng
+        w, d, h = FURNITURE[label][int(rng.integers(len(FURNITURE[label])))]
+        color = _any_color(rng) if label == "dynamic" else _pick(rng, "concrete")
+        shapes, _ = self.solid(label, [(x - w / 2, x + w / 2, 0.12, 0.12 + h, z, z + d)], [color], "grain", 0.2,
+                               color)
+        self.add(x, z, shapes)
+
+    def group(self, label: str, x: float, members: list[list[Shape]]) -> None:
+        """Several objects annotated as one ``...group`` polygon (their convex hull); members keep their looks."""
+        members = sorted(members, key=lambda m: -min(s.depth for s in m))
+        shapes = [s for member in members for s in member]
+        outline = np.concatenate([s.points for s in shapes if s.label])
+        for s in shapes:
+            s.label = None
+        depth = min(s.depth for s in shapes)
+        hull = Shape(convex_hull(outline), label=label, mode="none", depth=depth, seed=self.seed())
+        self.add(x, depth, [hull] + [s for s in shapes if s.mode != "none"])
+
+    def traffic(self) -> None:
+        """Vehicles in the lanes, a crossing tram, riders, pedestrians on the crosswalk and a far car queue."""
+        rng = self.rng
+        special = ["motorcycle", "bicycle", "bus", "truck"] if self.featured else []  # popped from the end
+        for i, lane in enumerate(self.lanes):
+            z = rng.uniform(8, 22) if abs(lane) < self.lane_w / 2 else rng.uniform(5, 16)
+            while z < 70:
+                kind = special.pop() if special else str(rng.choice(["car"] * 14 + ["truck", "bus", "motorcycle",
+                                                                                     "bicycle"]))
+                if kind in ("motorcycle", "bicycle"):
+                    self.two_wheeler(kind, lane + rng.uniform(-0.6, 0.6), z, rider=True, squeeze=0.45)
+                    z += rng.uniform(6, 20)
+                    continue
+                z = max(z, 14.0) if kind in ("truck", "bus") else z  # big vehicles not right in front
+                self.add(max(0.0, abs(lane) - VEHICLES[kind][0] / 2), z,
+                         self.vehicle(kind, lane + rng.uniform(-0.3, 0.3), z))
+                z += VEHICLES[kind][1] + rng.uniform(4, 25)
+        for kind in special:  # more special vehicles than lanes: two-wheelers cross at the far crosswalk
+            self.two_wheeler(kind, rng.uniform(self.left, self.right), rng.uniform(30, 45), rider=True)
+        if self.chance(0.15):
+            z = rng.uniform(70, 110)
+            shapes = self.vehicle("train", rng.uniform(-10, 10), z, across=True)
+            self.add(0, z, shapes)
+        if self.crosswalk:
+            for _ in range(int(rng.integers(1, 4))):
+                self.person(rng.uniform(self.left, self.right), self.crosswalk + rng.uniform(0.5, 3))
+            if self.chance(0.5):
+                self.two_wheeler(rng.choice(["bicycle", "motorcycle"]), rng.uniform(self.left, self.right),
+                                 self.crosswalk + 1.5, rider=True)
+        if self.chance(0.25):
+            lane = self.lanes[int(rng.integers(len(self.lanes)))]
+            z0 = rng.uniform(75, 95)
+            self.group("cargroup", abs(lane), [self.vehicle("car", lane + rng.uniform(-0.4, 0.4), z0 + 6 * i)
+                                               for i in range(int(rng.integers(3, 6)))])
+
+    def frame_border(self) -> list[Shape]:
+        """Void regions the real data has at the frame: ego-vehicle hood, rectification border, out of roi."""
+        rng = self.rng
+        hood = rng.uniform(50, 110)
+        arc = ellipse(REF_W / 2, REF_H, REF_W * 0.75, hood, 24, 0, np.pi, 2 * np.pi)
+        shapes = [Shape(np.vstack([arc, [[REF_W, REF_H], [0, REF_H]]]), label="ego vehicle",
+                        color=_pick(rng, "car", 0.02), texture="metal", amp=0.5, depth=2, seed=self.seed())]
+        for x_edge, sign in ((0.0, 1), (REF_W, -1)):
+            top, bottom = rng.uniform(0, 10), rng.uniform(6, 18)
+            wedge = np.array([[x_edge, 0], [x_edge + sign * top, 0], [x_edge + sign * bottom, REF_H], [x_edge, REF_H]])
+            shapes.append(Shape(wedge, label="rectification border", color=(0.02, 0.02, 0.02), depth=1))
+        band = rng.uniform(6, 12)
+        shapes.append(Shape(np.array([[0, REF_H - band], [REF_W, REF_H - band], [REF_W, REF_H], [0, REF_H]]),
+                            label="out of roi", mode="none", depth=1))
+        return shapes
+
+
+# ------------------------------------------------------------------------------------------------ scene -> frame
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+DELETABLE = ("car", "bicycle", "motorcycle")  # never reach the top rows, where deleted outlines are put
+
+
+def build_scene(seed: int, split: str, index: int, max_attempts: int = 12) -> Scene:
+    """The scene of frame ``index`` of ``split``; frame 0 of a split features every class (checked, re-drawn)."""
+    featured = index == 0
+    for attempt in range(max_attempts):
+        rng = np.random.default_rng([seed, SPLITS.index(split), index, attempt])
+        street = _Street(rng, featured)
+        shapes = street.build()
+        for _ in range(int(rng.integers(1, 3)) if street.chance(0.3) else 0):  # annotation mistakes, deleted
+            x, y, w, h = rng.uniform(100, 1800), rng.uniform(0, 120), rng.uniform(40, 200), rng.uniform(30, 80)
+            box = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+            shapes.insert(int(rng.integers(len(shapes))), Shape(box, label=str(rng.choice(DELETABLE)), mode="none",
+                                                               deleted=True))
+        date = (f"{rng.integers(1, 29):02d}-{MONTHS[rng.integers(12)]}-{rng.integers(2014, 2016)} "
+                f"{rng.integers(8, 20):02d}:{rng.integers(60):02d}:{rng.integers(60):02d}")
+        look = dict(street.look, gain=rng.uniform(0.7, 1.3), cast=tuple(1 + 0.08 * rng.standard_normal(3)),
+                    gamma=rng.uniform(0.8, 1.25), contrast=rng.uniform(0.75, 1.2), noise=rng.uniform(0.008, 0.03),
+                    blur=rng.uniform(0.5, 1.6), vignette=rng.uniform(0, 0.35), seed=int(rng.integers(2**31)))
+        scene = Scene(street.cam, shapes, look, date, EVAL_IDS if featured else frozenset())
+        if not scene.required or scene.required <= set(np.unique(render(scene, *PROBE_SIZE, paint=False).label_ids)):
+            return scene
+    return scene
+
+
+@dataclass
+class Frame:
+    """One rendered frame: the photo, the polygon annotation and the instanceIds map (labelIds/color derived)."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    annotation: dict  # the gtFine_polygons.json content
+    instance_ids: np.ndarray  # (H, W) uint16
+
+    @property
+    def label_ids(self) -> np.ndarray:
+        ids = self.instance_ids
+        return np.where(ids >= 1000, ids // 1000, ids).astype(np.uint8)
+
+    @property
+    def color(self) -> np.ndarray:
+        """RGBA colour image, as the official tool writes it."""
+        rgb = ID_TO_COLOR[self.label_ids]
+        return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+
+
+def _instance_value(label: str, counts: dict[str, int]) -> int | None:
+    """The instanceIds value of the next polygon with ``label`` (official rule), or None if never drawn."""
+    lab = cityscapes_label(label)
+    if lab.id < 0:
+        return None
+    if lab.hasInstances and lab.name == label:  # groups keep the plain class id
+        counts[label] = counts.get(label, -1) + 1
+        return lab.id * 1000 + counts[label]
+    return lab.id
+
+
+def render(scene: Scene, height: int, width: int, paint: bool = True) -> Frame:
+    """Scale the scene to ``height`` x ``width``: integer polygons, painted photo and label maps."""
+    sx, sy = width / REF_W, height / REF_H
+    cam, look = scene.camera, scene.look
+    instance = np.zeros((height, width), dtype=np.uint16)
+    painter = Painter(height, width, sx) if paint else None
+    rows = (np.arange(height) + 0.5) / sy - cam.v0
+    row_depth = np.where(rows > 0.5, cam.f * cam.height / np.maximum(rows, 0.5), Z_FAR)
+
+    def fog(depth):
+        return 0.85 * (1 - np.exp(-np.asarray(depth) / look["haze"]))
+
+    objects, counts = [], {}
+    for shape in scene.shapes:
+        if shape.line:
+            pts = np.clip(np.rint(shape.points * (sx, sy)), -1e5, 1e5).astype(np.int32)
+        else:
+            pts = to_pixels(shape.points, sx, sy, width, height)
+            if pts is None:
+                continue
+        if shape.label:
+            objects.append({"label": shape.label, "polygon": pts.tolist(), "deleted": int(shape.deleted),
+                            "id": len(objects), "verified": 1, "user": "seglab-synth", "date": scene.date})
+            value = None if shape.deleted else _instance_value(shape.label, counts)
+            if value is not None:
+                cv2.fillPoly(instance, [pts], value)
+        if paint and shape.mode != "none" and not shape.deleted:
+            rng = None if shape.texture == "flat" else np.random.default_rng(shape.seed)
+            haze = fog(row_depth) if shape.depth is None else fog(shape.depth)
+            painter.fill(pts, shape.color, rng, shape.texture, shape.amp, shape.mode, shape.line, shape.closed,
+                         haze, look["haze_color"])
+    annotation = {"imgHeight": height, "imgWidth": width, "objects": objects}
+    if not paint:
+        return Frame(np.zeros((height, width, 3), np.uint8), annotation, instance)
+    image = camera_finish(painter.image, np.random.default_rng(look["seed"]), sx, look["gain"], look["cast"],
+                          look["gamma"], look["contrast"], look["noise"], look["blur"], look["vignette"])
+    return Frame(image, annotation, instance)
+
+
+def frame_name(split: str, index: int) -> tuple[str, str]:
+    """(city, file stem) of frame ``index``: cities take turns, stems look like ``aachen_000003_000019``."""
+    cities = CITIES[split]
+    city = cities[index % len(cities)]
+    return city, f"{city}_{index // len(cities):06d}_000019"
+
+
+def write_frame(root: str, task: tuple[str, int], seed: int, height: int, width: int) -> tuple[str, list[int]]:
+    """Render one frame and write its five files in the Cityscapes layout; returns (split, label ids present)."""
+    split, index = task
+    city, stem = frame_name(split, index)
+    frame = render(build_scene(seed, split, index), height, width)
+    image_dir = os.path.join(root, "leftImg8bit", split, city)
+    label_dir = os.path.join(root, "gtFine", split, city)
+    os.makedirs(image_dir, exist_ok=True)
+    os.makedirs(label_dir, exist_ok=True)
+    gt = os.path.join(label_dir, f"{stem}_gtFine_")
+    _imwrite(os.path.join(image_dir, f"{stem}_leftImg8bit.png"), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    _imwrite(gt + "labelIds.png", frame.label_ids)
+    _imwrite(gt + "instanceIds.png", frame.instance_ids)
+    _imwrite(gt + "color.png", cv2.cvtColor(frame.color, cv2.COLOR_RGBA2BGRA))
+    with open(gt + "polygons.json", "w", encoding="utf-8") as fh:
+        json.dump(frame.annotation, fh, indent=4)
+    return split, sorted(int(i) for i in np.unique(frame.label_ids))
+
+
+def _imwrite(path: str, array: np.ndarray) -> None:
+    if not cv2.imwrite(path, array):
+        raise OSError(f"could not write {path}")

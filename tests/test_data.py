@@ -1,0 +1,114 @@
+"""Datasets against torchvision's readers, label handling with ignore 255, and aligned joint transforms."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from scipy.ndimage import maximum_filter, minimum_filter
+from torchvision import tv_tensors
+
+from seglab.data import (CityscapesSegmentation, SBDSegmentation, VOCSegmentation, build_dataset, class_frequencies,
+                         class_weights, denormalize, eval_transforms, find_sbd_root, train_transforms)
+from seglab.errors import SeglabError
+from seglab.labels import ID_TO_TRAINID, TRAINID_TO_COLOR
+
+
+def test_cityscapes_matches_torchvision_reader(minicity):
+    ours = CityscapesSegmentation(minicity, "val", transforms=eval_transforms())
+    reference = torchvision.datasets.Cityscapes(str(minicity), split="val", mode="fine", target_type="semantic")
+    assert len(ours) == len(reference)
+    for index in range(len(ours)):
+        image, mask = ours[index]
+        ref_image, ref_target = reference[index]
+        assert image.shape[1:] == mask.shape == (ref_image.height, ref_image.width)
+        assert mask.dtype == torch.int64
+        expected = ID_TO_TRAINID[np.asarray(ref_target)]
+        np.testing.assert_array_equal(mask.numpy(), expected)
+        np.testing.assert_array_equal(denormalize(image), np.asarray(ref_image))
+
+
+def test_cityscapes_generated_labels_equal_provided_mapping(minicity, tmp_path):
+    from seglab.masks import generate_masks
+
+    generate_masks(minicity, out=tmp_path / "gen", splits=("val",), workers=1)
+    generated = CityscapesSegmentation(minicity, "val", labels="generated", generated_root=tmp_path / "gen")
+    provided = CityscapesSegmentation(minicity, "val")
+    agree = np.mean([np.mean(generated.load_label(i) == provided.load_label(i)) for i in range(len(provided))])
+    assert agree > 0.97  # generated from polygons vs the provided rendering: edges differ only
+
+
+def test_voc_val_excludes_sbd_train_and_matches_torchvision(minivoc):
+    sbd_train = set((find_sbd_root(minivoc) / "train.txt").read_text().split())
+    voc_val_all = (minivoc / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
+    ours = VOCSegmentation(minivoc, "val")
+    assert ours.ids == [i for i in voc_val_all if i not in sbd_train]
+    assert 0 < len(ours) < len(voc_val_all)  # the synthetic data has an overlap, as the real one does
+    reference = torchvision.datasets.VOCSegmentation(str(minivoc), year="2012", image_set="val")
+    ref_by_id = {p.split("/")[-1][:-4]: i for i, p in enumerate(reference.images)}
+    for index, image_id in enumerate(ours.ids):
+        _, ref_target = reference[ref_by_id[image_id]]
+        np.testing.assert_array_equal(ours.load_label(index), np.asarray(ref_target))
+    assert 255 in np.unique(ours.load_label(0))
+
+
+def test_sbd_matches_torchvision(minivoc):
+    ours = SBDSegmentation(minivoc, "train")
+    reference = torchvision.datasets.SBDataset(str(find_sbd_root(minivoc)), image_set="train", mode="segmentation")
+    assert len(ours) == len(reference)
+    for index in range(len(ours)):
+        np.testing.assert_array_equal(ours.load_label(index), np.asarray(reference[index][1]))
+    assert isinstance(build_dataset("voc", minivoc, "train"), SBDSegmentation)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda root: CityscapesSegmentation(root / "nothing-here", "train"), "synth minicity"),
+    (lambda root: VOCSegmentation(root / "nothing-here", "train"), "synth minivoc"),
+    (lambda root: CityscapesSegmentation(root, "nosuchsplit"), "split 'nosuchsplit'"),
+])
+def test_missing_root_or_split_names_layout_and_fix(minicity, make, fragment):
+    with pytest.raises(SeglabError, match=fragment):
+        make(minicity)
+
+
+def _pattern(height=96, width=128):
+    """Blocks of all 19 classes with a little 255 border; the image shows each block's class colour."""
+    rng = np.random.default_rng(0)
+    label = np.repeat(np.repeat(rng.integers(0, 19, (6, 8)), 16, 0), 16, 1).astype(np.uint8)[:height, :width]
+    label[:3] = 255
+    return TRAINID_TO_COLOR[label], label
+
+
+def test_train_transforms_keep_image_and_mask_aligned():
+    image, label = _pattern()
+    transform = train_transforms((64, 96), base_size=96, scale_range=(0.75, 1.5), rotation=10, color_jitter=0)
+    torch.manual_seed(0)
+    for _ in range(10):
+        out_image, out_mask = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+                                        tv_tensors.Mask(torch.from_numpy(label)))
+        mask = out_mask.numpy()
+        assert out_image.shape[1:] == mask.shape == (64, 96)
+        assert set(np.unique(mask)) <= set(np.unique(label)) | {255}  # labels never interpolated
+        rgb = denormalize(out_image).astype(int)
+        # away from block edges (5x5 neighbourhood of one class) the image must show exactly the mask's class colour
+        interior = (maximum_filter(mask, 5) == minimum_filter(mask, 5)) & (mask != 255)
+        match = np.abs(rgb - TRAINID_TO_COLOR[mask].astype(int)).max(-1) <= 3
+        assert interior.sum() > 500 and match[interior].mean() > 0.99
+
+
+def test_crop_larger_than_image_pads_label_with_ignore():
+    image, label = _pattern(32, 32)
+    transform = train_transforms((64, 64), base_size=32, scale_range=(1.0, 1.01), rotation=0, color_jitter=0)
+    _, mask = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+                        tv_tensors.Mask(torch.from_numpy(label)))
+    assert (mask.numpy() == 255).mean() >= 0.7
+
+
+def test_class_frequencies_and_weights(minicity):
+    dataset = CityscapesSegmentation(minicity, "train")
+    counts = class_frequencies(dataset)
+    manual = sum(np.bincount(dataset.load_label(i).ravel(), minlength=256)[:19] for i in range(len(dataset)))
+    np.testing.assert_array_equal(counts, manual)
+    weights = class_weights(counts)
+    rare, common = counts.argmin(), counts.argmax()
+    assert weights[rare] > weights[common]
