@@ -6,25 +6,49 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   := data
 OUT    := outputs
 
-.PHONY: demo test test-slow notebooks bench lint clean data
+.PHONY: demo test test-slow notebooks bench lint clean data chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (seglab)" >/dev/null
 	touch $(STAMP)
+
+## chromium: Debian's Chromium for the JupyterLab browser test (tests/test_browser.py), installed only when missing
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || ! command -v apt-get >/dev/null || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || echo "note: no $(CHROMIUM) (not Debian/Ubuntu?): the browser test will be skipped"
 
 ## data: generate the synthetic MiniCity and MiniVOC datasets if they are missing
 data: $(STAMP)
 	test -d $(DATA)/minicity/leftImg8bit || $(PY) -m seglab synth minicity --out $(DATA)/minicity
 	test -d $(DATA)/minivoc/VOCdevkit || $(PY) -m seglab synth minivoc --out $(DATA)/minivoc
 
-## demo: the main job
+## demo: the main job: data if missing, then every notebook with its demo parameters, then outputs/README.md
 demo: data
-	$(PY) -m seglab summary --data $(DATA)
+	@$(MAKE) --no-print-directory notebooks
 
-## test: the whole test suite (what CI runs)
-test: $(STAMP)
+## notebooks: (re)execute notebooks/NN_*.ipynb in order with papermill into outputs/notebooks/, stop at the first
+## failing one, then write the outputs index outputs/README.md
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+notebooks: $(STAMP)
+	@mkdir -p $(OUT)/notebooks
+	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
+	  name=$$(basename $$nb); t0=$$(date +%s); echo "== $$name"; \
+	  $(PY) -m papermill --kernel python3 --log-level WARNING --no-progress-bar $$nb $(OUT)/notebooks/$$name \
+	    || { echo "error: notebook $$nb failed; the executed copy $(OUT)/notebooks/$$name shows the failing cell." \
+	              "Fix it, then run 'make notebooks'" >&2; exit 1; }; \
+	  echo "   $$name: $$(( $$(date +%s) - t0 )) s"; \
+	done; echo "all notebooks executed in $$(( $$(date +%s) - start )) s"
+	$(PY) -m seglab report --out $(OUT)
+
+## test: the whole test suite (what CI runs), including the JupyterLab browser test
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -m "not slow"
 
 ## test-slow: the slow checks (full-resolution forwards, torchrun)

@@ -116,11 +116,10 @@ def run(frames: int, height: int, width: int, out: Path, seed: int = 0, repeat: 
         workers: int | None = None) -> list[dict]:
     """Time both tools on the same files, check they agree, write eval.csv / eval.png; returns the rows."""
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from seglab.checkpoint import atomic_write
     from seglab.metrics import evaluate_label_files, official_cityscapes_eval
-    from matplotlib.figure import Figure
-
     from seglab.viz import save_figure
 
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:

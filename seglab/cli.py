@@ -5,6 +5,7 @@ Heavy modules are imported inside the command functions so that `--help` stays i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", type=_non_negative_int, default=None, help="number of training images")
     p.add_argument("--val", type=_non_negative_int, default=None, help="number of validation images")
     p.add_argument("--test", type=_non_negative_int, default=None, help="number of test images (MiniCity)")
+    p.add_argument("--sbd", type=_non_negative_int, default=None, help="number of SBD-only extra images (MiniVOC)")
     p.add_argument("--height", type=_positive_int, default=None, help="image height in pixels")
     p.add_argument("--width", type=_positive_int, default=None, help="image width in pixels")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files")
@@ -44,7 +46,11 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from seglab import synth
 
-    options = {k: getattr(args, k) for k in ("train", "val", "test", "height", "width") if getattr(args, k) is not None}
+    wrong = {"minicity": "sbd", "minivoc": "test"}[args.dataset]
+    if getattr(args, wrong) is not None:
+        raise SeglabError(f"--{wrong} does not apply to {args.dataset} (MiniCity takes --test, MiniVOC takes --sbd)")
+    keys = ("train", "val", "test", "sbd", "height", "width")
+    options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     generate = synth.generate_minicity if args.dataset == "minicity" else synth.generate_minivoc
     summary = generate(args.out, seed=args.seed, overwrite=args.overwrite, workers=args.workers, **options)
     print(summary)
@@ -104,6 +110,17 @@ def _size_pair(text: str) -> tuple[int, int]:
     return values
 
 
+def _float_pair(text: str) -> tuple[float, float]:
+    """'LOW,HIGH' -> two positive floats with LOW <= HIGH."""
+    try:
+        low, high = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
 def _option(text: str) -> tuple[str, object]:
     """'key=value' with value parsed as JSON where possible (numbers, true/false), else kept as a string."""
     import json
@@ -132,6 +149,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     p.add_argument("--crop", type=_size_pair, default=d.crop, help="training crop H,W (default %(default)s)")
     p.add_argument("--scale", type=float, default=d.scale, help="base size as a fraction of the native size")
+    p.add_argument("--scale-range", type=_float_pair, default=d.scale_range,
+                   help="random scale range LOW,HIGH around the base size (default %(default)s)")
     p.add_argument("--val-scale", type=float, default=d.val_scale, help="validation resize factor (1 = native)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -162,14 +181,15 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         model=args.model, data=args.data, dataset=args.dataset, out=args.out, model_options=dict(args.option),
-        epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, scale=args.scale, val_scale=args.val_scale,
+        epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, scale=args.scale, scale_range=args.scale_range,
+        val_scale=args.val_scale,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights, dice_weight=args.dice_weight,
         precision=args.precision, channels_last=args.channels_last, grad_clip=args.grad_clip or None,
         workers=args.workers, seed=args.seed, device=args.device, labels=args.labels, max_steps=args.max_steps,
         sync_bn=args.sync_bn, progress=args.progress)
     history = fit(config, resume=args.resume, overwrite=args.overwrite)
-    if len(history):
+    if len(history) and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         best = history.loc[history["miou"].idxmax()]
         print(f"best mIoU {best['miou']:.4f} at epoch {int(best['epoch'])}; run saved in {args.out}")
 
@@ -269,27 +289,60 @@ def _cmd_models(args: argparse.Namespace) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
 
 
+# ------------------------------------------------------------------------------------------------------ report
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write <out>/README.md: links to executed notebooks, figures, GIFs, tables "
+                                      "and the model comparison table")
+    p.add_argument("--out", default="outputs", help="the outputs folder `make demo` filled (default %(default)s)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from seglab.report import write_report
+
+    print(f"wrote {write_report(args.out)}")
+
+
 # ------------------------------------------------------------------------------------------------------ main
-_COMMANDS = [_add_synth, _add_masks, _add_train, _add_evaluate, _add_predict, _add_profile, _add_models]
+_COMMANDS = [_add_synth, _add_masks, _add_train, _add_evaluate, _add_predict, _add_profile, _add_models, _add_report]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error format (usage stays available through --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m seglab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m seglab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for add in _COMMANDS:
         add(sub)
     return parser
 
 
+def _one_line(exc: SeglabError) -> str:
+    """The user-facing message; an error re-raised by a DataLoader worker carries a traceback: keep its last line."""
+    text = str(exc).strip()
+    if "Traceback" in text:
+        text = text.splitlines()[-1].split("SeglabError: ", 1)[-1]
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; user errors become a single `error: ...` line on stderr and exit status 2."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         args.func(args)
     except SeglabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted; files are written atomically, so nothing partial was left "
+              "(a training run continues from its last complete epoch with --resume)", file=sys.stderr)
         return 130
     return 0

@@ -30,7 +30,12 @@ SBD_LAYOUT = "<root>/benchmark_RELEASE/dataset/{img,cls,train.txt,val.txt}"
 # ------------------------------------------------------------------------------------------------ file reading
 def read_image(path: str | Path) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from any 8/16-bit grayscale, RGB or RGBA file OpenCV can decode."""
-    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise SeglabError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if _is_truncated_jpeg(data):
+        raise SeglabError(f"image {path} is a truncated JPEG (no end-of-image marker); re-download or re-extract it")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise SeglabError(f"cannot read image {path}: the file is empty, corrupt or not an image; re-download it")
@@ -42,6 +47,14 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.repeat(image[:, :, None], 3, axis=2)
     code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
     return cv2.cvtColor(image, code)
+
+
+def _is_truncated_jpeg(data: np.ndarray) -> bool:
+    """JPEG data whose end-of-image marker (FF D9) is missing: OpenCV would silently return a partly grey image."""
+    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return False
+    tail = data[-1024:].tobytes().rstrip(b"\x00\n\r ")
+    return not tail.endswith(b"\xff\xd9")
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
@@ -298,8 +311,9 @@ def _to_float_normalized() -> list[v2.Transform]:
 def train_transforms(crop_size: tuple[int, int], base_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
                      rotation: float = 10.0, hflip: bool = True, color_jitter: float = 0.3) -> v2.Compose:
     """Random scale (shorter side in base_size*scale_range), rotation, crop (label padded with 255), flip, jitter."""
+    shortest = max(1, int(base_size * scale_range[0]))
     steps: list[v2.Transform] = [
-        v2.RandomResize(low := max(1, int(base_size * scale_range[0])), max(low + 1, int(base_size * scale_range[1]))),
+        v2.RandomResize(shortest, max(shortest + 1, int(base_size * scale_range[1]))),
     ]
     if rotation:
         steps.append(v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR, fill=_FILL))
@@ -311,8 +325,8 @@ def train_transforms(crop_size: tuple[int, int], base_size: int, scale_range: tu
     return v2.Compose(steps + _to_float_normalized())
 
 
-def eval_transforms(size: tuple[int, int] | None = None) -> v2.Compose:
-    """Optional resize to ``size`` (label by nearest neighbour), then float + ImageNet normalisation."""
+def eval_transforms(size: int | tuple[int, int] | None = None) -> v2.Compose:
+    """Optional resize (an int sets the shorter side; labels by nearest neighbour), then float + normalisation."""
     steps: list[v2.Transform] = [v2.Resize(size)] if size else []
     return v2.Compose(steps + _to_float_normalized())
 

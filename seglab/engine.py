@@ -84,12 +84,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-def native_short_side(dataset) -> int:
-    """Shorter side of the first image (read from the header only)."""
+def native_size(dataset) -> tuple[int, int]:
+    """(height, width) of the dataset's first image, read from the file header only."""
     from PIL import Image
 
     with Image.open(dataset.image_path(0)) as img:
-        return min(img.size)
+        return img.height, img.width
 
 
 def _number(value: float | None) -> float:
@@ -136,20 +136,24 @@ class Trainer:
         self.dist, self.device = init_distributed(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         label_set = get_label_set(config.dataset)
-        self.class_names = list(label_set.classes)
+        self.class_names, self.num_classes = list(label_set.classes), label_set.num_classes
+        seed_everything(config.seed)
+        model = build_model(config.model, self.num_classes, **config.model_options)  # bad names fail first
         self._check_run_dir(resume, overwrite)
 
         extra = {"labels": config.labels} if config.dataset == "cityscapes" else {}
         self.train_set = build_dataset(config.dataset, config.data, "train", None, **extra)
-        base = max(1, round(native_short_side(self.train_set) * config.scale))
-        crop_h, crop_w = config.crop
-        self.train_set.transforms = train_transforms((crop_h, crop_w), base, config.scale_range)
+        native_h, native_w = native_size(self.train_set)
+        base = max(1, round(min(native_h, native_w) * config.scale))
+        scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
+        if config.crop[0] > scaled_h or config.crop[1] > scaled_w:
+            raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images "
+                              f"({scaled_h}x{scaled_w} at --scale {config.scale}); use --crop at most "
+                              f"{scaled_h},{scaled_w} or raise --scale")
+        self.train_set.transforms = train_transforms(tuple(config.crop), base, config.scale_range)
         self.val_set = build_dataset(config.dataset, config.data, "val", None, **extra)
         self.val_set.transforms = eval_transforms(self._val_size())
-        self.num_classes = label_set.num_classes
 
-        seed_everything(config.seed)
-        model = build_model(config.model, self.num_classes, **config.model_options)
         self.spec = {"name": config.model, "options": dict(config.model_options)}
         if self.dist.enabled and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -175,14 +179,11 @@ class Trainer:
             self._resume()
 
     # ---------------------------------------------------------------------------------------- set-up helpers
-    def _val_size(self) -> tuple[int, int] | None:
+    def _val_size(self) -> int | None:
+        """Shorter side for validation images (None: native size)."""
         if self.config.val_scale == 1.0:
             return None
-        from PIL import Image
-
-        with Image.open(self.val_set.image_path(0)) as img:
-            width, height = img.size
-        return max(1, round(height * self.config.val_scale)), max(1, round(width * self.config.val_scale))
+        return max(1, round(min(native_size(self.val_set)) * self.config.val_scale))
 
     def _steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
@@ -268,6 +269,9 @@ class Trainer:
 
     def validate(self) -> tuple[dict, float]:
         """Metrics summary and mean loss on the validation split, merged across processes."""
+        if self.dist.enabled:  # BN running statistics drift per process: validate with rank 0's, as saved
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
         indices = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         matrix, loss = evaluate(self.model, self.val_set, self.device, precision=self.precision, indices=indices,
                                 criterion=self.criterion, workers=min(self.config.workers, 2),

@@ -203,10 +203,12 @@ def _setup(checkpoint: str | Path, device: str, precision: str) -> tuple[nn.Modu
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val", labels: str = "provided",
                         export_dir: str | Path | None = None, json_path: str | Path | None = None,
                         device: str = "auto", precision: str = "auto", flip: bool = False,
-                        window: tuple[int, int] | None = None, workers: int = 2,
+                        window: tuple[int, int] | None = None, workers: int = 2, channels_last: bool = True,
                         progress: bool = True) -> EvaluationReport:
     """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""
     model, state, device_t, precision = _setup(checkpoint, device, precision)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     dataset_name = state.get("dataset", "cityscapes")
     label_set = get_label_set(dataset_name)
     options = {"labels": labels} if dataset_name == "cityscapes" else {}
@@ -214,7 +216,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     if export_dir is not None and dataset_name != "cityscapes":
         raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
     matrix, _ = evaluate(model, dataset, device_t, precision=precision, flip=flip, window=window,
-                         export_dir=export_dir, workers=workers, progress=progress)
+                         export_dir=export_dir, workers=workers, channels_last=channels_last, progress=progress)
     summary = matrix.summary(label_set.classes)
     categories = pd.DataFrame({"iou": list(summary["category_iou"].values())},
                               index=pd.Index(list(summary["category_iou"]), name="category"), dtype=float)

@@ -18,9 +18,10 @@ def test_cityscapes_matches_torchvision_reader(minicity):
     ours = CityscapesSegmentation(minicity, "val", transforms=eval_transforms())
     reference = torchvision.datasets.Cityscapes(str(minicity), split="val", mode="fine", target_type="semantic")
     assert len(ours) == len(reference)
+    reference_index = {path: i for i, path in enumerate(reference.images)}  # torchvision lists in directory order
     for index in range(len(ours)):
         image, mask = ours[index]
-        ref_image, ref_target = reference[index]
+        ref_image, ref_target = reference[reference_index[str(ours.image_path(index))]]
         assert image.shape[1:] == mask.shape == (ref_image.height, ref_image.width)
         assert mask.dtype == torch.int64
         expected = ID_TO_TRAINID[np.asarray(ref_target)]

@@ -14,7 +14,7 @@ from seglab.infer import evaluate_checkpoint
 def test_torchrun_two_processes_matches_single_process_evaluation(minicity, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "seglab", "train", "--model", "unet", "--option", "base_width=8", "--option", "depth=3",
                "--data", str(minicity), "--out", str(run), "--epochs", "1", "--batch-size", "1", "--crop", "64,128",
                "--max-steps", "2", "--workers", "0", "--precision", "fp32", "--no-progress"]

@@ -44,9 +44,20 @@ def test_fit_writes_run_directory(minicity, tmp_path):
     assert len(history) == 2
 
 
-def test_resume_after_epoch_one_equals_uninterrupted_run(minicity, tmp_path):
+def test_resume_after_epoch_one_equals_uninterrupted_run(minicity, tmp_path, monkeypatch):
     fit(tiny_config(minicity, tmp_path / "full", epochs=3))
-    fit(tiny_config(minicity, tmp_path / "split", epochs=1))
+    original = Trainer.train_one_epoch
+
+    def killed_in_epoch_two(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt  # what Ctrl-C / SIGTERM does in the middle of epoch 2
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(minicity, tmp_path / "split", epochs=3))
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    assert load_checkpoint(tmp_path / "split/last.pt")["epoch"] == 1
     fit(tiny_config(minicity, tmp_path / "split", epochs=3), resume=True)
     full, split = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "split/last.pt")
     for name, tensor in full["model"].items():

@@ -69,6 +69,16 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     return cv2.convexHull(np.asarray(points, dtype=np.float32)).reshape(-1, 2).astype(np.float64)
 
 
+def person_outline(stride: float, swing: float) -> np.ndarray:
+    """Outline of a walking person of height 1 (x right, y up, feet at 0): legs apart by ``stride``, arms swung."""
+    torso = [(0.11, 0.50), (0.13 + swing, 0.42), (0.17 + swing, 0.43), (0.16, 0.62), (0.14, 0.8), (0.06, 0.83),
+             (0.035, 0.85)]
+    head = [tuple(p) for p in ellipse(0, 0.925, 0.06, 0.075, 11, 0, -0.3 * np.pi, 1.3 * np.pi)]
+    left = [(-x, y) for x, y in reversed(torso)]
+    legs = [(-stride - 0.06, 0.0), (-stride + 0.02, 0.0), (0.0, 0.43), (stride - 0.02, 0.0), (stride + 0.06, 0.0)]
+    return np.array(legs + torso + head + left, dtype=np.float64)
+
+
 # ------------------------------------------------------------------------------------------------ textures
 def value_noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: float | None = None) -> np.ndarray:
     """Smooth zero-mean noise with features about ``cell`` output pixels wide (bicubic-upsampled random grid)."""
@@ -96,7 +106,8 @@ def _grid_lines(h: int, w: int, step: float, offset_rows: bool) -> np.ndarray:
 TEXTURES: dict[str, Callable[[np.random.Generator, int, int, float], np.ndarray]] = {
     "flat": lambda rng, h, w, s: np.zeros((h, w), np.float32),
     "grain": lambda rng, h, w, s: 0.7 * value_noise(rng, h, w, 1.5 * s) + 0.35 * value_noise(rng, h, w, 40 * s),
-    "blotch": lambda rng, h, w, s: np.tanh(1.6 * (value_noise(rng, h, w, 5 * s) + 0.7 * value_noise(rng, h, w, 18 * s))),
+    "blotch": lambda rng, h, w, s: np.tanh(1.6 * (value_noise(rng, h, w, 5 * s)
+                                                  + 0.7 * value_noise(rng, h, w, 18 * s))),
     "streak": lambda rng, h, w, s: value_noise(rng, h, w, 12 * s, 2.0 * s) + 0.4 * value_noise(rng, h, w, 50 * s),
     "tiles": lambda rng, h, w, s: 0.8 * _grid_lines(h, w, 26 * s, False) + 0.3 * value_noise(rng, h, w, 1.5 * s),
     "brick": lambda rng, h, w, s: 0.7 * _grid_lines(h, w, 18 * s, True) + 0.3 * value_noise(rng, h, w, 9 * s),

@@ -1,0 +1,207 @@
+"""The embedded synthetic datasets, written in the official on-disk layouts so the real loaders read them.
+
+* MiniCity: Cityscapes ``leftImg8bit/`` + ``gtFine/`` (polygons JSON, labelIds, instanceIds, color).
+* MiniVOC: ``VOCdevkit/VOC2012`` (JPEGImages, SegmentationClass, ImageSets/Segmentation) and the SBD release
+  ``benchmark_RELEASE/dataset`` (img, cls/*.mat, train.txt, val.txt).
+
+Output is deterministic per seed (each image has its own RNG, so any number of worker processes gives the same
+bytes) and appears atomically: it is built in a hidden sibling folder and renamed into place at the end.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from seglab.errors import SeglabError
+from seglab.synth import minicity, minivoc
+from seglab.synth.minicity import CITIES, EVAL_IDS, build_scene, frame_name, render
+from seglab.synth.minivoc import OBJECT_CLASSES, render_sample
+
+__all__ = ["generate_minicity", "generate_minivoc", "minicity_frame", "minivoc_sample", "CITIES",
+           "MINICITY_SIZE_LIMITS", "MINIVOC_SIZE_LIMITS", "build_scene", "render", "frame_name", "render_sample"]
+
+MINICITY_SIZE_LIMITS = ((64, 1024), (128, 2048))  # (height range, width range)
+MINIVOC_SIZE_LIMITS = ((64, 1024), (64, 1024))
+
+
+def minicity_frame(split: str = "train", index: int = 0, height: int = 256, width: int = 512,
+                   seed: int = 0) -> minicity.Frame:
+    """One MiniCity frame in memory (photo, polygon annotation, instanceIds; labelIds and color as properties)."""
+    _check_size("MiniCity", height, width, MINICITY_SIZE_LIMITS)
+    if split not in CITIES:
+        raise SeglabError(f"unknown MiniCity split {split!r}; choose one of {', '.join(CITIES)}")
+    if index < 0:
+        raise SeglabError(f"frame index must be >= 0, got {index}")
+    return render(build_scene(_check_seed(seed), split, index), height, width)
+
+
+def minivoc_sample(classes: Sequence[str], number: int = 0, height: int = 256, width: int = 320,
+                   seed: int = 0) -> minivoc.Sample:
+    """One MiniVOC image with the given object classes (photo, class map, VOC map with 255 borders)."""
+    _check_size("MiniVOC", height, width, MINIVOC_SIZE_LIMITS)
+    unknown = [c for c in classes if c not in OBJECT_CLASSES]
+    if unknown or not 1 <= len(classes) <= 3:
+        raise SeglabError(f"give 1 to 3 VOC object classes from {', '.join(OBJECT_CLASSES)}; got {list(classes)}")
+    if number < 0:
+        raise SeglabError(f"image number must be >= 0, got {number}")
+    return render_sample(_check_seed(seed), number, tuple(classes), height, width)
+
+
+# ------------------------------------------------------------------------------------------------ generators
+def generate_minicity(out: str | os.PathLike, *, train: int = 40, val: int = 10, test: int = 5, height: int = 256,
+                      width: int = 512, seed: int = 0, overwrite: bool = False, workers: int | None = None) -> str:
+    """Write MiniCity (train/val/test frames of ``height`` x ``width``) to ``out``; returns a printable summary."""
+    counts = _check_counts({"train": train, "val": val, "test": test})
+    _check_size("MiniCity", height, width, MINICITY_SIZE_LIMITS)
+    seed = _check_seed(seed)
+    tasks = [(split, i) for split, n in counts.items() for i in range(n)]
+    start = time.perf_counter()
+    with _staged_output(out, overwrite) as root:
+        results = _run(partial(minicity.write_frame, str(root), seed=seed, height=height, width=width),
+                       tasks, workers, "MiniCity")
+    seconds = time.perf_counter() - start
+    present = {split: set() for split in counts}
+    for split, ids in results:
+        present[split].update(ids)
+    lines = [f"MiniCity: {len(tasks)} frames of {height}x{width} (train {train}, val {val}, test {test}, seed {seed}) "
+             f"written to {out} in {seconds:.1f} s"]
+    for split in ("train", "val"):
+        if counts[split]:
+            missing = len(EVAL_IDS - present[split])
+            lines.append(f"  {split}: {len(EVAL_IDS) - missing}/{len(EVAL_IDS)} evaluation classes present")
+    lines.append(f"  read it with torchvision.datasets.Cityscapes({str(out)!r}, split='train', mode='fine', "
+                 "target_type='semantic')")
+    return "\n".join(lines)
+
+
+def generate_minivoc(out: str | os.PathLike, *, train: int = 40, val: int = 15, sbd: int = 10, height: int = 256,
+                     width: int = 320, seed: int = 0, overwrite: bool = False, workers: int | None = None) -> str:
+    """Write MiniVOC (VOC 2012 train/val + SBD with ``sbd`` extra images) to ``out``; returns a summary.
+
+    Images are about ``height`` x ``width``: each is 82-100 % of it in each direction, as VOC sizes vary.
+    """
+    counts = _check_counts({"train": train, "val": val, "sbd": sbd})
+    _check_size("MiniVOC", height, width, MINIVOC_SIZE_LIMITS)
+    seed = _check_seed(seed)
+    tasks = minivoc.plan(seed, train, val, sbd)
+    start = time.perf_counter()
+    with _staged_output(out, overwrite) as root:
+        results = _run(partial(minivoc.write_sample, str(root), seed=seed, height=height, width=width), tasks,
+                       workers, "MiniVOC")
+        _write_voc_lists(root, tasks)
+    seconds = time.perf_counter() - start
+    present: dict[str, set[int]] = {"train": set(), "val": set()}
+    for (_, _, _, voc_split, _), (_, classes) in zip(tasks, results):
+        if voc_split:
+            present[voc_split].update(classes)
+    sbd_train = sum(1 for t in tasks if t[4] == "train")
+    lines = [f"MiniVOC: {len(tasks)} images of about {height}x{width} (VOC train {train}, val {val}; "
+             f"SBD train {sbd_train}, val {sum(1 for t in tasks if t[4] == 'val')}, {sbd} of them SBD-only; "
+             f"seed {seed}) written to {out} in {seconds:.1f} s"]
+    for split in ("train", "val"):
+        if counts[split]:
+            lines.append(f"  VOC {split}: {len(present[split])}/{len(OBJECT_CLASSES)} object classes present")
+    lines.append(f"  read it with torchvision.datasets.VOCSegmentation({str(out)!r}, year='2012', image_set='train') "
+                 f"and SBDataset('{Path(out) / 'benchmark_RELEASE' / 'dataset'}', mode='segmentation')")
+    return "\n".join(lines)
+
+
+def _write_voc_lists(root: Path, tasks: list[tuple]) -> None:
+    """ImageSets/Segmentation/{train,val,trainval}.txt and SBD's train.txt / val.txt, sorted as in the releases."""
+    voc = {s: sorted(t[0] for t in tasks if t[3] == s) for s in ("train", "val")}
+    voc["trainval"] = sorted(voc["train"] + voc["val"])
+    sbd = {s: sorted(t[0] for t in tasks if t[4] == s) for s in ("train", "val")}
+    for folder, lists in ((root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation", voc),
+                          (root / "benchmark_RELEASE" / "dataset", sbd)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, ids in lists.items():
+            (folder / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def _check_counts(counts: dict[str, int]) -> dict[str, int]:
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SeglabError(f"--{name} must be a whole number >= 0, got {value!r}")
+    if not any(counts.values()):
+        raise SeglabError(f"nothing to generate: {', '.join(f'--{k}' for k in counts)} are all 0; ask for at least "
+                          "one image")
+    return counts
+
+
+def _check_size(name: str, height: int, width: int, limits: tuple) -> None:
+    (h0, h1), (w0, w1) = limits
+    for flag, value, lo, hi in (("height", height, h0, h1), ("width", width, w0, w1)):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise SeglabError(f"{name} --{flag} must be between {lo} and {hi} pixels, got {value!r}")
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SeglabError(f"--seed must be a whole number >= 0, got {seed!r}")
+    return seed
+
+
+# ------------------------------------------------------------------------------------------------ output folder
+@contextmanager
+def _staged_output(out: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """Yield a hidden temp folder next to ``out``; on success it replaces ``out`` (old content removed last).
+
+    A non-empty ``out`` is refused unless ``overwrite``; on any error the temp folder is removed and ``out`` is
+    left exactly as it was.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SeglabError(f"--out {out} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SeglabError(f"--out {out} is not empty; pass --overwrite to replace it or choose another folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise SeglabError(f"cannot create a folder next to {out}: {exc.strerror}; choose a writable --out") from None
+    try:
+        yield staging
+        staging.chmod(0o755)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old)  # a directory may replace an empty directory
+        try:
+            os.replace(staging, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(fn: Callable, tasks: list, workers: int | None, desc: str) -> list:
+    """``fn`` over ``tasks`` in order, in a process pool of ``workers`` (default: all cores), with a progress bar."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SeglabError(f"--workers must be a whole number >= 1, got {workers!r}")
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    with tqdm(total=len(tasks), desc=desc, unit="img", disable=None) as bar:
+        if workers <= 1:
+            return [_tick(bar, fn(task)) for task in tasks]
+        # spawn: a fresh interpreter per worker, safe even if the parent has started threads (torch, OpenCV)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return [_tick(bar, result) for result in pool.map(fn, tasks, chunksize=1)]
+
+
+def _tick(bar: tqdm, result):
+    bar.update()
+    return result

@@ -1,0 +1,207 @@
+"""Every notebook in notebooks/ runs under papermill with tiny parameters and writes the results JSON it promises;
+every committed notebook is clean (no outputs), has one `parameters` cell and a consecutive number prefix.
+
+The notebooks are discovered by glob, so a new notebook is run as soon as it exists; it needs an entry in TINY
+(its tiny parameters), which keeps every run here well under a minute.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import imageio.v3 as iio
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+from papermill.translators import PythonTranslator
+
+from seglab.config import TrainConfig
+from seglab.engine import fit
+from seglab.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 240  # seconds per cell: tiny runs take a few seconds, the margin is for a loaded CI machine
+TINY_UNET = {"base_width": 8, "depth": 3}
+TINY_TRAIN = {"epochs": 1, "max_steps": 2, "batch_size": 2, "workers": 0, "precision": "fp32"}
+VOC_OPTIONS = {"unet_vgg13": {}, "fcn8s": {"backbone": "vgg11_bn"}}
+
+# Tiny parameters per notebook number. "@minicity", "@minivoc" and "@checkpoint" are replaced by the fixtures'
+# paths; out_dir always points into the test's temporary folder.
+TINY: dict[str, dict] = {
+    "07": {"data_root": "@minicity", "crop": [64, 128], "model_options": TINY_UNET, **TINY_TRAIN},
+    "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "workers": 0},
+    "09": {"data_root": "@minicity", "checkpoint": "@checkpoint", "frames": 2, "fps": 4.0, "own_count": 1},
+    "10": {"models": ["unet", "ddunet"], "height": 64, "width": 128, "warmup": 0, "runs": 1, "demo_size": [64, 128],
+           "demo_runs": 2},
+    "11": {"data_root": "@minicity", "checkpoints": ["@checkpoint", "@missing"], "figure_images": 2},
+    "12": {"data_root": "@minivoc", "crop": [64, 64], "sample_images": 2, "model_options": VOC_OPTIONS, **TINY_TRAIN},
+}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def number(path: Path) -> str:
+    return path.name[:2]
+
+
+def parameters_cell(notebook) -> nbformat.NotebookNode:
+    cells = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"expected exactly one cell tagged 'parameters', found {len(cells)}"
+    return cells[0]
+
+
+def declared_names(notebook) -> list[str]:
+    """Names assigned at the top level of the parameters cell (what nb.declare records)."""
+    tree = ast.parse(parameters_cell(notebook).source)
+    return [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+            if isinstance(target, ast.Name)]
+
+
+def resolve(value, paths: dict[str, str]):
+    if isinstance(value, str) and value.startswith("@"):
+        return paths[value]
+    if isinstance(value, list):
+        return [resolve(v, paths) for v in value]
+    return value
+
+
+def run_notebook(path: Path, out: Path, parameters: dict) -> None:
+    (out / "executed").mkdir(exist_ok=True)
+    papermill.execute_notebook(str(path), str(out / "executed" / path.name), parameters=parameters,
+                               kernel_name="python3", cwd=str(ROOT), execution_timeout=CELL_TIMEOUT,
+                               progress_bar=False, log_output=False)
+
+
+def results_of(out: Path, path: Path) -> dict:
+    found = sorted((out / "outputs" / "results").glob(f"{number(path)}_*.json"))
+    assert len(found) == 1, f"{path.name} should write one results/{number(path)}_*.json, found {found}"
+    return json.loads(found[0].read_text())
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def tiny_checkpoint(minicity, tmp_path_factory) -> Path:
+    """A real checkpoint of a tiny UNet trained for two steps on the tiny MiniCity."""
+    run = tmp_path_factory.mktemp("nb_run") / "unet"
+    fit(TrainConfig(model="unet", model_options=TINY_UNET, data=str(minicity), out=str(run), epochs=1, max_steps=2,
+                    crop=(64, 128), workers=0, precision="fp32", progress=False))
+    return run / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, minicity, minivoc, tiny_checkpoint) -> tuple[Path, dict[str, str]]:
+    out = tmp_path_factory.mktemp("notebooks")
+    paths = {"@minicity": str(minicity), "@minivoc": str(minivoc), "@checkpoint": str(tiny_checkpoint),
+             "@missing": str(out / "no_such_run" / "best.pt")}
+    return out, paths
+
+
+# ------------------------------------------------------------------------------------------------ checks per notebook
+def check_07(results: dict, out: Path) -> None:
+    history = pd.read_csv(Path(results["run_dir"]) / "history.csv")
+    assert results["epochs"] == len(history) == 1 and results["steps_per_epoch"] == 2
+    assert Path(results["checkpoint"]).is_file()
+    assert 0 <= results["best_miou"] <= 1 and results["best_miou"] == pytest.approx(history["miou"].max())
+    assert results["first_train_loss"] > 0 and results["precision"] == "fp32"
+
+
+def check_08(results: dict, out: Path) -> None:
+    assert results["images"] == 3 and results["export_files"] == 3 and Path(results["export_zip"]).is_file()
+    assert 0 <= results["miou"] <= results["mdice"] <= 1
+    assert results["official_miou"] == pytest.approx(results["miou"], abs=1e-6)  # cityscapesscripts agrees
+    assert set(results["tta"]) == {"whole image", "sliding window", "flip", "window + flip"}
+    assert results["tta"]["whole image"] == pytest.approx(results["miou"], abs=1e-6)
+    assert set(results["category_iou"]) == {"flat", "construction", "object", "nature", "sky", "human", "vehicle"}
+
+
+def check_09(results: dict, out: Path) -> None:
+    frames = iio.imread(results["gif"], index=None)
+    assert results["frames"] == 2 and frames.shape[0] == 2
+    assert list(frames.shape[1:3]) == results["frame_size"] and results["frame_size"][1] > 3 * 128  # 3 panels
+    assert iio.immeta(results["gif"], index=0)["duration"] == pytest.approx(1000 / 4.0, abs=10)
+    assert len(results["frame_miou"]) == 2 and all(0 <= v <= 1 for v in results["frame_miou"])
+    assert results["own_written"] == results["own_images_found"] >= 1 and results["own_skipped"] == 0
+
+
+def check_10(results: dict, out: Path) -> None:
+    table = pd.read_csv(results["csv"])
+    assert list(table["model"]) == ["unet", "ddunet"] and (table["latency_ms"] > 0).all()
+    assert (table["peak_memory_mb"] >= 0).all() and (table["height"] == 64).all()
+    for name in ("unet", "ddunet"):  # the reported size is the real model's
+        expected = sum(p.numel() for p in build_model(name, 19).parameters()) / 1e6
+        assert results["params_m"][name] == pytest.approx(expected)
+    assert results["fastest"] in ("unet", "ddunet") and Path(results["csv"]).name == "profile.csv"
+
+
+def check_11(results: dict, out: Path) -> None:
+    assert results["models"] and len(results["skipped"]) == 1 and results["images"] == 3
+
+
+def check_12(results: dict, out: Path) -> None:
+    assert results["train_source"] == "SBDSegmentation" and results["train_images"] > 0
+    assert results["val_images"] > 0 and results["val_excluded"] >= 0
+    assert set(results["models"]) == {"unet_vgg13", "fcn8s"}
+    for name, entry in results["models"].items():
+        assert entry["epochs"] == 1 and 0 <= entry["miou"] <= 1
+        assert entry["params"] == sum(p.numel() for p in build_model(name, 21, **VOC_OPTIONS[name]).parameters())
+        assert (Path(entry["run"]) / "best.pt").is_file()
+
+
+CHECKS = {"07": check_07, "08": check_08, "09": check_09, "10": check_10, "11": check_11, "12": check_12}
+
+
+# ------------------------------------------------------------------------------------------------ tests
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_with_tiny_parameters(path, workspace):
+    out, paths = workspace
+    assert number(path) in TINY, f"add the tiny parameters of {path.name} to TINY in tests/test_notebooks.py"
+    parameters = {name: resolve(value, paths) for name, value in TINY[number(path)].items()}
+    parameters["out_dir"] = str(out / "outputs")
+    run_notebook(path, out, parameters)
+    results = results_of(out, path)
+    assert results, f"{path.name} wrote an empty results JSON"
+    for figure in results.get("figures", []):
+        assert Path(figure).is_file() and Path(figure).parent == out / "outputs" / "figures", figure
+        assert Path(figure).name.startswith(number(path) + "_"), figure
+    executed = nbformat.read(out / "executed" / path.name, as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    if number(path) in CHECKS:
+        CHECKS[number(path)](results, out)
+
+
+def test_unknown_parameter_is_a_clear_error(workspace):
+    out, _ = workspace
+    with pytest.raises(PapermillExecutionError, match=r"unknown notebook parameter\(s\) no_such_parameter"):
+        run_notebook(NOTEBOOKS[0], out, {"no_such_parameter": 1, "out_dir": str(out / "unknown")})
+
+
+def test_committed_notebooks_are_clean_and_numbered():
+    assert NOTEBOOKS, "no notebooks found"
+    for path in NOTEBOOKS:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), f"{path.name}: expected NN_topic.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        assert notebook.metadata.get("kernelspec", {}).get("name") == "python3", path.name
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        dirty = [i for i, c in enumerate(code) if c.outputs or c.execution_count is not None]
+        assert not dirty, f"{path.name}: code cells {dirty} have outputs or execution counts; clear them"
+        first = notebook.cells[0]
+        assert first.cell_type == "markdown" and first.source.startswith("# "), f"{path.name}: no title cell"
+        for topic in ("what you will learn", "prerequisite", "time"):
+            assert topic in first.source.lower(), f"{path.name}: first cell does not mention {topic!r}"
+        cell = parameters_cell(notebook)
+        index = notebook.cells.index(cell)
+        assert "nb.begin(globals())" in "".join(c.source for c in notebook.cells[:index]), path.name
+        assert cell.source.rstrip().endswith("nb.declare(globals())"), path.name
+        following = next(c for c in notebook.cells[index + 1:] if c.cell_type == "code")
+        assert following.source.startswith("params = nb.validate(globals())"), path.name
+        # papermill's own parser must see every parameter (it shows them in `papermill --help-notebook`)
+        assert [p.name for p in PythonTranslator.inspect(cell)] == declared_names(notebook), path.name
+        assert "out_dir" in declared_names(notebook), f"{path.name}: every notebook takes an out_dir parameter"
+    numbers = [int(number(p)) for p in NOTEBOOKS]
+    assert numbers == list(range(len(NOTEBOOKS))), f"number prefixes must be 00, 01, ... without gaps: {numbers}"
