@@ -7,9 +7,7 @@ restricted unpickler of ``torch.load(weights_only=True)`` reads it and refuses a
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,27 +17,9 @@ from torch import nn
 
 from seglab import __version__
 from seglab.errors import SeglabError
+from seglab.files import atomic_write
 
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | Path, write: callable) -> None:
-    """Call ``write(tmp_path)`` then rename the temp file onto ``path``; on any failure the old file stays intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise SeglabError(f"could not write {path} ({exc.strerror or exc}); the previous file is kept intact — "
-                          "free disk space or choose another --out") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, spec: dict, num_classes: int, class_names: list[str],

@@ -260,7 +260,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
-    from seglab.checkpoint import atomic_write
+    from seglab.files import atomic_write
     from seglab.profile import profile_models
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from seglab.errors import SeglabError
 
+# Columns of a run's history.csv, one row per epoch.
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds"]
+
 
 @dataclass
 class TrainConfig:

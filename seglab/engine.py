@@ -20,8 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from seglab.config import TrainConfig
-from seglab.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from seglab.config import HISTORY_COLUMNS, TrainConfig
+from seglab.checkpoint import load_checkpoint, save_checkpoint
+from seglab.files import atomic_write
 from seglab.data import build_dataset, class_frequencies, class_weights, eval_transforms, train_transforms
 from seglab.errors import SeglabError
 from seglab.infer import evaluate
@@ -30,7 +31,6 @@ from seglab.models import build_model
 from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
                             seed_everything)
 
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds"]
 
 
 # ------------------------------------------------------------------------------------------------ pieces

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -18,12 +17,14 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
-from seglab.checkpoint import atomic_write, model_from_checkpoint
+from seglab.checkpoint import model_from_checkpoint
+from seglab.files import atomic_write, write_png
 from seglab.data import SegmentationDataset, build_dataset, eval_transforms, read_image
 from seglab.errors import SeglabError
 from seglab.labels import TRAINID_TO_ID, LabelSet, get_label_set
 from seglab.metrics import ConfusionMatrix
 from seglab.runtime import autocast, resolve_device, resolve_precision
+from seglab.viz import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 # Images with more pixels than this are predicted tile by tile so that memory stays bounded.
@@ -73,16 +74,6 @@ def export_name(image_path: Path) -> Path:
     return Path(image_path.parent.name) / image_path.name
 
 
-def write_label_png(path: Path, label: np.ndarray) -> None:
-    """Write a single-channel uint8 PNG atomically."""
-    def write(tmp: str) -> None:
-        ok, buffer = cv2.imencode(".png", np.ascontiguousarray(label, dtype=np.uint8))
-        if not ok:
-            raise OSError("PNG encoding failed")
-        Path(tmp).write_bytes(buffer.tobytes())
-    atomic_write(path, write)
-
-
 @torch.inference_mode()
 def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *, precision: str = "fp32",
              indices: Sequence[int] | None = None, criterion: nn.Module | None = None, flip: bool = False,
@@ -110,7 +101,7 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.devic
         matrix.update(prediction, target)
         if export_dir is not None:
             labels = TRAINID_TO_ID[prediction[0].to(torch.uint8).cpu().numpy()]
-            write_label_png(Path(export_dir) / export_name(dataset.image_path(index)), labels)
+            write_png(Path(export_dir) / export_name(dataset.image_path(index)), labels)
     return matrix, loss_sum / max(1, loss_count)
 
 
@@ -129,11 +120,6 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-
-
-def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a colour mask over an RGB image."""
-    return cv2.addWeighted(image, 1 - alpha, colors, alpha, 0)
 
 
 @torch.inference_mode()
@@ -162,10 +148,8 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
         logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window)
         label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         stem = out_dir / path.relative_to(images_dir).with_suffix("")
-        write_label_png(stem.parent / f"{stem.name}_label.png", label)
-        blended = overlay(image, label_set.colorize(label), alpha)
-        atomic_write(stem.parent / f"{stem.name}_overlay.png",
-                     lambda tmp: Path(tmp).write_bytes(cv2.imencode(".png", blended[:, :, ::-1])[1].tobytes()))
+        write_png(stem.parent / f"{stem.name}_label.png", label)
+        write_png(stem.parent / f"{stem.name}_overlay.png", overlay(image, label, label_set, alpha))
         written.append(path)
     return {"written": [str(p) for p in written], "skipped": [(str(p), why) for p, why in skipped]}
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seglab.checkpoint import atomic_write
+from seglab.config import HISTORY_COLUMNS
+from seglab.files import atomic_write
 from seglab.errors import SeglabError
 from seglab.labels import IGNORE_INDEX, LabelSet
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 CORRECT_COLOR = (0, 170, 0)  # error_map: right prediction
 WRONG_COLOR = (230, 25, 25)  # error_map: wrong prediction
 IGNORED_COLOR = (128, 128, 128)  # error_map: ground truth is the ignore label
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds")
 
 
 def _pyplot():
