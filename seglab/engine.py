@@ -141,18 +141,7 @@ class Trainer:
         model = build_model(config.model, self.num_classes, **config.model_options)  # bad names fail first
         self._check_run_dir(resume, overwrite)
 
-        extra = {"labels": config.labels} if config.dataset == "cityscapes" else {}
-        self.train_set = build_dataset(config.dataset, config.data, "train", None, **extra)
-        native_h, native_w = native_size(self.train_set)
-        base = max(1, round(min(native_h, native_w) * config.scale))
-        scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
-        if config.crop[0] > scaled_h or config.crop[1] > scaled_w:
-            raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images "
-                              f"({scaled_h}x{scaled_w} at --scale {config.scale}); use --crop at most "
-                              f"{scaled_h},{scaled_w} or raise --scale")
-        self.train_set.transforms = train_transforms(tuple(config.crop), base, config.scale_range)
-        self.val_set = build_dataset(config.dataset, config.data, "val", None, **extra)
-        self.val_set.transforms = eval_transforms(self._val_size())
+        self.train_set, self.val_set = self._build_datasets()
 
         self.spec = {"name": config.model, "options": dict(config.model_options)}
         if self.dist.enabled and config.sync_bn:
@@ -160,8 +149,8 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model = model.to(self.device, memory_format=self.memory_format)
         self.model = model
-        self.train_model = (DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                                    else None) if self.dist.enabled else model)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.train_model = DistributedDataParallel(model, device_ids=device_ids) if self.dist.enabled else model
 
         weights = None
         if config.class_weights:
@@ -179,11 +168,23 @@ class Trainer:
             self._resume()
 
     # ---------------------------------------------------------------------------------------- set-up helpers
-    def _val_size(self) -> int | None:
-        """Shorter side for validation images (None: native size)."""
-        if self.config.val_scale == 1.0:
-            return None
-        return max(1, round(min(native_size(self.val_set)) * self.config.val_scale))
+    def _build_datasets(self):
+        """Train split with random scale/crop/flip/rotation/jitter, val split at native size (or --val-scale)."""
+        config = self.config
+        extra = {"labels": config.labels} if config.dataset == "cityscapes" else {}
+        train_set = build_dataset(config.dataset, config.data, "train", None, **extra)
+        native_h, native_w = native_size(train_set)
+        scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
+        if config.crop[0] > scaled_h or config.crop[1] > scaled_w:
+            raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images "
+                              f"({scaled_h}x{scaled_w} at --scale {config.scale}); use --crop at most "
+                              f"{scaled_h},{scaled_w} or raise --scale")
+        train_set.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)),
+                                                config.scale_range)
+        val_set = build_dataset(config.dataset, config.data, "val", None, **extra)
+        if config.val_scale != 1.0:
+            val_set.transforms = eval_transforms(max(1, round(min(native_size(val_set)) * config.val_scale)))
+        return train_set, val_set
 
     def _steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
@@ -313,10 +314,9 @@ class Trainer:
                     if improved:
                         self._save("best.pt", epoch)
                     _write_history(self.out / "history.csv", self.history)
-                    if self.config.progress:
-                        print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-                              f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
-                              f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
+                    print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
+                          f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
+                          f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
         return pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
 
 
