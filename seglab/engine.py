@@ -240,25 +240,33 @@ class Trainer:
         for step, (images, targets) in enumerate(bar):
             if step >= self.steps_per_epoch:
                 break
-            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            targets = targets.to(self.device, non_blocking=True)
-            with autocast(self.device, self.precision):
-                logits = self.train_model(images)
-            loss = self.criterion(logits, targets)
-            self._stop_if_not_finite(loss, epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.config.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            total += torch.stack([loss.detach(), torch.ones((), device=self.device)])
+            loss = self.train_step(images, targets, epoch, step)
+            total += torch.stack([loss, torch.ones((), device=self.device)])
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if self.dist.enabled:
             dist.all_reduce(total)
         return float(total[0] / total[1].clamp(min=1))
+
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int = 0, step: int = 0) -> torch.Tensor:
+        """One optimisation step on a batch (autocast, channels_last, loss scaling, clipping, LR schedule).
+
+        Returns the detached loss; ``epoch`` and ``step`` only name the place in the error raised on a non-finite loss.
+        """
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        targets = targets.to(self.device, non_blocking=True)
+        with autocast(self.device, self.precision):
+            logits = self.train_model(images)
+        loss = self.criterion(logits, targets)
+        self._stop_if_not_finite(loss, epoch, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
 
     def _stop_if_not_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         bad = (~torch.isfinite(loss.detach())).float()

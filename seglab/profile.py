@@ -11,7 +11,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -21,10 +21,14 @@ from seglab.runtime import autocast, resolve_device, resolve_precision, synchron
 
 
 def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
-    """Floating-point operations of one forward pass at batch 1 (multiply-add = 2 FLOPs), via FlopCounterMode."""
+    """Floating-point operations of one forward pass at batch 1 (multiply-add = 2 FLOPs), via FlopCounterMode.
+
+    The count depends on shapes only, so a model built on the ``meta`` device is counted without computing anything.
+    """
     model.eval()
+    device = next(model.parameters(), torch.zeros(())).device
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, height, width))
+        model(torch.zeros(1, 3, height, width, device=device))
     return int(counter.get_total_flops())
 
 
@@ -55,16 +59,27 @@ def _rss_bytes() -> int:
 
 
 def _measure(name: str, num_classes: int, options: dict, height: int, width: int, device_name: str,
-             precision: str, warmup: int, runs: int, channels_last: bool, flops: bool) -> dict:
+             precision: str, warmup: int, runs: int, channels_last: bool, flops: bool,
+             builder: Callable[..., torch.nn.Module] | None = None) -> dict:
     """Build and measure one model in this process."""
     from seglab.models import build_model
+
+    def make() -> torch.nn.Module:
+        if builder is not None:
+            return builder(num_classes=num_classes, **options).eval()
+        return build_model(name, num_classes, **options).eval()
 
     torch.manual_seed(0)
     device = resolve_device(device_name)
     precision = resolve_precision(precision, device)
-    model = build_model(name, num_classes, **options).eval()
+    total_flops = None
+    if flops:
+        with torch.device("meta"):  # shapes only: no memory, no time (a real fp32 forward at 1024x2048 takes seconds)
+            total_flops = count_flops(make(), height, width)
+    model = make()
     params = sum(p.numel() for p in model.parameters())
-    total_flops = count_flops(model, height, width) if flops else None
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels during warm-up
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     inputs = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=memory_format)
@@ -97,13 +112,19 @@ def _child(queue, kwargs) -> None:
 
 def profile_model(name: str, *, num_classes: int = 19, options: dict | None = None, height: int = 1024,
                   width: int = 2048, device: str = "auto", precision: str = "fp32", warmup: int = 2, runs: int = 5,
-                  channels_last: bool = True, flops: bool = True, isolate: bool | None = None) -> dict:
-    """Median latency, peak memory, parameters and FLOPs of one model; CPU runs in a fresh process by default."""
+                  channels_last: bool = True, flops: bool = True, isolate: bool | None = None,
+                  builder: Callable[..., torch.nn.Module] | None = None) -> dict:
+    """Median latency, peak memory, parameters and FLOPs of one model; CPU runs in a fresh process by default.
+
+    ``builder`` (a picklable function called as ``builder(num_classes=..., **options)``, e.g.
+    ``torchvision.models.segmentation.deeplabv3_resnet50``) replaces the seglab registry, to measure a peer model
+    the same way; ``name`` then only labels the row.
+    """
     if min(height, width) <= 0 or runs <= 0 or warmup < 0:
         raise SeglabError("height, width and runs must be positive (warmup zero or more)")
     kwargs = dict(name=name, num_classes=num_classes, options=options or {}, height=height, width=width,
                   device_name=device, precision=precision, warmup=warmup, runs=runs, channels_last=channels_last,
-                  flops=flops)
+                  flops=flops, builder=builder)
     if isolate is None:
         isolate = resolve_device(device).type == "cpu"
     if not isolate:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torchvision import tv_tensors
 
 from seglab import infer, viz
@@ -86,13 +87,16 @@ class CompareApp:
     ``checkpoints`` is a list of paths (named after their run folders) or a ``{name: path}`` mapping; ``dataset`` a
     :class:`seglab.data.SegmentationDataset` or a data root (the split ``split`` of the checkpoints' dataset is read
     from it). Predictions use the whole image at native resolution (very large images: a sliding window), on
-    ``device`` with ``precision`` ('auto' = bf16 where the hardware has it, else fp32). The widget shows panels at
-    most ``display_width`` pixels wide; at most ``cache_size`` predictions are kept.
+    ``device`` with ``precision`` ('auto' = bf16 where the hardware has it, else fp32). Each model sees the image
+    resized by ``scale`` (None: the ``val_scale`` its run validated at, as stored in the checkpoint; 1: native size)
+    and its logits are resized back, so every panel and score is at the ground truth's resolution. The widget
+    shows panels at most ``display_width`` pixels wide; at most ``cache_size`` predictions are kept.
     """
 
     def __init__(self, checkpoints: Sequence[str | Path] | Mapping[str, str | Path],
                  dataset: SegmentationDataset | str | Path, *, split: str = "val", device: str = "auto",
-                 precision: str = "auto", cache_size: int = 256, display_width: int = 512) -> None:
+                 precision: str = "auto", scale: float | None = None, cache_size: int = 256,
+                 display_width: int = 512) -> None:
         named = dict(checkpoints) if isinstance(checkpoints, Mapping) else dict(
             zip(checkpoint_names(list(checkpoints)), checkpoints))
         if not named:
@@ -101,11 +105,15 @@ class CompareApp:
         self.precision = resolve_precision(precision, self.device)
         self.models: dict[str, torch.nn.Module] = {}
         self.paths: dict[str, Path] = {}
+        self.scales: dict[str, float] = {}
+        if scale is not None and scale <= 0:
+            raise SeglabError(f"scale must be positive (1 = native size), got {scale}")
         dataset_names = {}
         for name, path in named.items():
             model, state = model_from_checkpoint(path)
             self.models[name] = model.to(self.device).eval()
             self.paths[name] = Path(path)
+            self.scales[name] = float(scale if scale is not None else (state.get("config") or {}).get("val_scale", 1.0))
             dataset_names[name] = (state.get("dataset", "cityscapes"), int(state["num_classes"]))
         if len(set(dataset_names.values())) > 1:
             listing = ", ".join(f"{n}: {d} ({k} classes)" for n, (d, k) in dataset_names.items())
@@ -164,10 +172,15 @@ class CompareApp:
             self._predictions.move_to_end(key)
             return self._predictions[key]
         image, _ = self.pair(index)
-        tensor = eval_transforms()(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
-        window = infer.DEFAULT_WINDOW if image.shape[0] * image.shape[1] > infer.AUTO_WINDOW_PIXELS else None
+        height, width = image.shape[:2]
+        factor = self.scales[name]
+        size = None if factor == 1.0 else max(1, round(min(height, width) * factor))  # shorter side, as in training
+        tensor = eval_transforms(size)(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
+        window = infer.DEFAULT_WINDOW if tensor.shape[-2] * tensor.shape[-1] > infer.AUTO_WINDOW_PIXELS else None
         logits = infer.predict_logits(self.models[name], tensor.unsqueeze(0).to(self.device),
                                       precision=self.precision, window=window)
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         prediction = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         self._predictions[key] = prediction
         while len(self._predictions) > self.cache_size:
@@ -193,7 +206,7 @@ class CompareApp:
             if state.view == "prediction":
                 panels[name] = viz.overlay(image, prediction, self.label_set.palette, state.alpha)
             elif state.view == "error map":
-                panels[name] = infer.overlay(image, viz.error_map(gt, prediction), state.alpha)
+                panels[name] = cv2.addWeighted(image, 1.0 - state.alpha, viz.error_map(gt, prediction), state.alpha, 0)
         scores = pd.DataFrame([self.image_scores(name, state.index) for name in state.models],
                               index=pd.Index(state.models, name="model"), columns=["mIoU", "pixel accuracy"])
         return Rendering(state, self.dataset.image_path(state.index).name, image, gt, panels, scores)
@@ -299,7 +312,10 @@ class CompareApp:
         boxes = []
         for title, picture in rendering.panels.items():
             if title not in self._panel_boxes:  # one box per title, reused so the browser only swaps the PNG
-                self._panel_boxes[title] = w.VBox([w.HTML(), w.Image(format="png")])
+                self._panel_boxes[title] = w.VBox(  # panels share a row, wrapping only when narrower than 200 px
+                    [w.HTML(), w.Image(format="png", layout=w.Layout(width="100%", height="auto"))],
+                    layout=w.Layout(flex="1 1 0px", min_width="200px", max_width=f"{self.display_width}px",
+                                    margin="0 8px 4px 0"))
                 self._panel_boxes[title].add_class("seglab-panel")
             heading, image = self._panel_boxes[title].children
             score = rendering.iou["mIoU"].get(title)

@@ -78,7 +78,7 @@ def jupyter_lab(workdir: Path):
         target.write_text(json.dumps(settings))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(state / "config"), "JUPYTER_DATA_DIR": str(state / "data"),
            "JUPYTER_RUNTIME_DIR": str(state / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces")}
     log = (state / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",

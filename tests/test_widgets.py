@@ -181,3 +181,17 @@ def test_static_figure_has_one_row_per_image(app, tmp_path):
     scores = app.scores()
     assert list(scores.columns) == ["unet", "unet_b"] and len(scores) == 3
     assert scores.loc[app.dataset.image_path(0).name, "unet"] == pytest.approx(app.image_scores("unet", 0)["mIoU"])
+
+
+def test_scale_resizes_the_input_and_returns_native_predictions(checkpoints, minicity):
+    assert CompareApp(checkpoints, minicity, device="cpu").scales == {"unet": 1.0, "unet_b": 1.0}  # runs' val_scale
+    app = CompareApp(checkpoints[:1], minicity, device="cpu", precision="fp32", scale=0.5)
+    shapes = []
+    handle = app.models["unet"].register_forward_hook(lambda module, args, out: shapes.append(tuple(args[0].shape)))
+    try:
+        prediction = app.predict("unet", 0)
+    finally:
+        handle.remove()
+    assert shapes == [(1, 3, 64, 128)] and prediction.shape == app.pair(0)[1].shape == (128, 256)
+    with pytest.raises(SeglabError, match="scale must be positive"):
+        CompareApp(checkpoints, minicity, scale=0)

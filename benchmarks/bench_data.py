@@ -1,0 +1,153 @@
+"""Samples/s of the Cityscapes training pipeline at full resolution (1024x2048 frames) with the default workers:
+seglab's CityscapesSegmentation (OpenCV decoding, label lookup table) against torchvision.datasets.Cityscapes (PIL
+decoding) feeding the very same joint transforms, both through a DataLoader as the trainer builds it.
+
+Each round iterates one epoch of each pipeline (worker start-up included, as every training epoch pays it), the two
+alternating; samples/s = frames / median epoch time. A last row times seglab's dataset in the main process (0
+workers) to show what the worker pool adds. Writes ``outputs/benchmarks/data.csv`` and ``data.png``.
+
+    .venv/bin/python benchmarks/bench_data.py [--data ROOT] [--frames 16] [--crop 512,1024] [--workers 2] [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
+from benchmarks.common import (DEFAULT_OUT, alternate, barh, machine, median, ratio_row, record_ratios,  # noqa: E402
+                               save_plot, write_csv)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision import tv_tensors  # noqa: E402
+from torchvision.transforms.v2.functional import pil_to_tensor  # noqa: E402
+
+from seglab.labels import ID_TO_TRAINID  # noqa: E402
+
+
+class PeerTransforms:
+    """PIL image + labelIds target from torchvision's Cityscapes -> the same tensors seglab's dataset returns."""
+
+    def __init__(self, transforms) -> None:
+        self.transforms = transforms
+
+    def __call__(self, image, target) -> tuple[torch.Tensor, torch.Tensor]:
+        image_t = tv_tensors.Image(pil_to_tensor(image.convert("RGB")))
+        mask_t = tv_tensors.Mask(torch.from_numpy(ID_TO_TRAINID[np.asarray(target)]))
+        image_t, mask_t = self.transforms(image_t, mask_t)
+        return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).long()
+
+
+def pipelines(root: Path, crop: tuple[int, int], scale_range: tuple[float, float]):
+    """(seglab dataset, torchvision dataset), both with the trainer's training transforms for ``crop``."""
+    from torchvision.datasets import Cityscapes
+
+    from seglab.data import CityscapesSegmentation, train_transforms
+    from seglab.engine import native_size
+
+    ours = CityscapesSegmentation(root, "train")
+    base = min(native_size(ours))
+    ours.transforms = train_transforms(crop, base, scale_range)
+    peer = Cityscapes(str(root), split="train", mode="fine", target_type="semantic",
+                      transforms=PeerTransforms(train_transforms(crop, base, scale_range)))
+    if len(peer) != len(ours):
+        raise SystemExit(f"error: torchvision finds {len(peer)} frames, seglab {len(ours)}, under {root}")
+    return ours, peer
+
+
+def epoch(dataset, batch: int, workers: int, seed: int) -> int:
+    """Iterate one shuffled epoch as the trainer's DataLoader does; returns the number of samples."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=False,
+                        generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    count = 0
+    for images, targets in loader:
+        count += images.shape[0]
+    return count
+
+
+def plot(table, args, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 2.8), layout="constrained")
+    ax = fig.subplots()
+    barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", ["tab:gray", "tab:green", "tab:olive"][:len(table)])
+    row = table.iloc[0]
+    ax.set_xlabel(f"samples/s (higher is better): {row['frames']} frames of {row['height']}x{row['width']}, "
+                  f"random scale {args.scale_range[0]}-{args.scale_range[1]}, rotation, crop {args.crop[0]}x"
+                  f"{args.crop[1]}, flip, jitter")
+    ax.set_title(f"Cityscapes train pipeline on {machine()}", fontsize=10)
+    save_plot(fig, path)
+
+
+def run(args) -> object:
+    import pandas as pd
+    from PIL import Image
+
+    from seglab.synth import generate_minicity
+
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        root = args.data
+        if root is None:
+            root = Path(tmp) / "minicity"
+            print(f"generating {args.frames} MiniCity frames at {args.height}x{args.width} ...", flush=True)
+            generate_minicity(root, train=args.frames, val=0, test=0, height=args.height, width=args.width, seed=0)
+        ours, peer = pipelines(Path(root), args.crop, args.scale_range)
+        with Image.open(ours.image_path(0)) as img:
+            width, height = img.size
+        arms = {
+            f"torchvision Cityscapes (PIL), {args.workers} workers": lambda: epoch(peer, args.batch, args.workers, 0),
+            f"seglab CityscapesSegmentation (OpenCV), {args.workers} workers":
+                lambda: epoch(ours, args.batch, args.workers, 0),
+        }
+        if args.workers:
+            arms["seglab CityscapesSegmentation, main process (0 workers)"] = lambda: epoch(ours, args.batch, 0, 0)
+        counts, seconds = alternate(arms, args.repeat)
+    table = pd.DataFrame([{"pipeline": name, "workers": args.workers if "0 workers" not in name else 0,
+                           "frames": counts[name], "height": height, "width": width,
+                           "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": args.batch,
+                           "epoch_seconds": median(seconds[name]), "samples_per_s": counts[name] / median(seconds[name]),
+                           "repeat": args.repeat, "machine": machine()} for name in arms])
+    table["vs_torchvision"] = table["samples_per_s"] / table["samples_per_s"].iloc[0]
+    write_csv(table, args.out / "data.csv")
+    plot(table, args, args.out / "data.png")
+    for row in table.itertuples():
+        print(f"  {row.pipeline:<64} {row.samples_per_s:6.2f} samples/s  x{row.vs_torchvision:.2f}")
+    record_ratios(args.out, [ratio_row(
+        "data", f"train pipeline samples/s, {width}x{height} frames, crop {args.crop[0]}x{args.crop[1]}, "
+        f"{args.workers} workers", table["samples_per_s"].iloc[1], table["samples_per_s"].iloc[0], "samples/s",
+        higher_is_better=True, peer_name="torchvision Cityscapes (PIL)")])
+    return table
+
+
+def _pair(cast):
+    return lambda text: tuple(cast(v) for v in text.split(","))
+
+
+def main() -> None:
+    from seglab.config import TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root (default: fresh MiniCity)")
+    parser.add_argument("--frames", type=int, default=16, help="frames to generate when --data is not given")
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--crop", type=_pair(int), default=(512, 1024), help="H,W")
+    parser.add_argument("--scale-range", type=_pair(float), default=defaults.scale_range)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader workers (trainer default)")
+    parser.add_argument("--repeat", type=int, default=2, help="epochs of each pipeline, alternating; median kept")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    started = time.perf_counter()
+    args = parser.parse_args()
+    run(args)
+    print(f"wrote {args.out / 'data.csv'} and {args.out / 'data.png'} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

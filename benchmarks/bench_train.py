@@ -1,0 +1,244 @@
+"""Training throughput of every model with seglab's trainer defaults against a plain fp32 loop, and a learning curve
+showing that the faster step learns as well.
+
+Both arms start from the same weights (same seed), use the same optimizer, learning-rate schedule, gradient clipping,
+loss, crop, batch and the very same batches (drawn once from the MiniCity train pipeline and kept in memory, so data
+loading, measured by bench_data.py, does not blur the comparison):
+
+* plain: the textbook loop (fp32, contiguous tensors): ``loss = cross_entropy(model(x), y); zero_grad; backward;
+  clip; step``;
+* seglab: ``Trainer.train_step`` with the trainer's defaults (bf16 autocast on a bf16-capable CPU or any recent GPU,
+  channels_last).
+
+Steps of the two arms alternate (plain, seglab, plain, ...) after one warm-up step each, so load from other processes
+hits both alike; images/s = batch / median step time. Then one model trains ``--curve-steps`` steps in both arms on the
+same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv`` and ``train.png``.
+
+    .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2] [--curve-steps 80]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
+from benchmarks.common import DEFAULT_OUT, barh, machine, median, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402,I001
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from seglab.labels import IGNORE_INDEX  # noqa: E402
+
+TARGET = 2.5  # the issue's goal for images/s, seglab defaults over the plain fp32 loop
+
+
+def plain_step(trainer, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The textbook fp32 step on the plain trainer's model, optimizer and schedule (no autocast, no channels_last)."""
+    model, optimizer = trainer.model, trainer.optimizer
+    images, targets = images.to(trainer.device), targets.to(trainer.device)
+    loss = F.cross_entropy(model(images), targets, ignore_index=IGNORE_INDEX)
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), trainer.config.grad_clip)
+    optimizer.step()
+    trainer.scheduler.step()
+    return loss.detach()
+
+
+def make_trainers(config, out: Path):
+    """(plain, seglab) Trainers built from the same config and seed; plain is fp32 with contiguous tensors."""
+    from seglab.engine import Trainer
+
+    plain = Trainer(dataclasses.replace(config, precision="fp32", channels_last=False, out=str(out / "plain")))
+    seglab = Trainer(dataclasses.replace(config, out=str(out / "seglab")))
+    plain.model.train()
+    seglab.model.train()
+    return plain, seglab
+
+
+def draw_batches(dataset, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` augmented batches from the train pipeline, deterministic for ``seed`` (cycling over the data)."""
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(seed)
+    batches: list = []
+    epoch = 0
+    while len(batches) < count:
+        loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=0,
+                            generator=torch.Generator().manual_seed(seed + epoch))
+        for pair in loader:
+            batches.append(pair)
+            if len(batches) == count:
+                break
+        epoch += 1
+    return batches
+
+
+def alternate_steps(plain, seglab, batches, seed: int, warmup: int) -> dict[str, list]:
+    """Run both arms over ``batches`` step by step, alternating; returns per-step seconds and losses of each."""
+    from seglab.runtime import synchronize
+
+    record: dict[str, list] = {"plain_s": [], "seglab_s": [], "plain_loss": [], "seglab_loss": []}
+    for step, (images, targets) in enumerate(batches):
+        for arm, work in (("plain", lambda: plain_step(plain, images, targets)),
+                          ("seglab", lambda: seglab.train_step(images, targets, 1, step))):
+            torch.manual_seed(seed + step)  # same dropout / random state in both arms
+            synchronize(seglab.device)
+            start = time.perf_counter()
+            loss = work()
+            synchronize(seglab.device)
+            if step >= warmup:
+                record[f"{arm}_s"].append(time.perf_counter() - start)
+            record[f"{arm}_loss"].append(float(loss))
+    return record
+
+
+def throughput(config, model: str, args, work: Path) -> dict:
+    """images/s of both arms for one model at the benchmark crop and batch."""
+    plain, seglab = make_trainers(dataclasses.replace(config, model=model, crop=args.crop, batch_size=args.batch),
+                                  work / model)
+    batches = draw_batches(seglab.train_set, args.batch, args.warmup + args.steps, args.seed)
+    record = alternate_steps(plain, seglab, batches, args.seed, args.warmup)
+    plain_s, seglab_s = median(record["plain_s"]), median(record["seglab_s"])
+    row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": args.batch, "device": str(seglab.device),
+           "seglab_precision": seglab.precision, "timed_steps": args.steps,
+           "plain_images_per_s": args.batch / plain_s, "seglab_images_per_s": args.batch / seglab_s,
+           "speedup": plain_s / seglab_s}
+    print(f"  {model:<14} plain fp32 {row['plain_images_per_s']:6.2f} img/s   seglab {seglab.precision} + "
+          f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}", flush=True)
+    return row
+
+
+def learning_curve(config, args, work: Path) -> tuple:
+    """Both arms trained ``curve_steps`` steps on the same batches, then validated: (per-step table, summary)."""
+    import pandas as pd
+
+    plain, seglab = make_trainers(dataclasses.replace(config, model=args.curve_model, crop=args.curve_crop,
+                                                      batch_size=args.batch), work / "curve")
+    batches = draw_batches(seglab.train_set, args.batch, args.curve_steps, args.seed + 1)
+    record = alternate_steps(plain, seglab, batches, args.seed, warmup=0)
+    curve = pd.DataFrame({"step": range(1, args.curve_steps + 1), "plain_loss": record["plain_loss"],
+                          "seglab_loss": record["seglab_loss"]})
+    plain_metrics, plain_val_loss = plain.validate()
+    seglab_metrics, seglab_val_loss = seglab.validate()
+    summary = {"model": args.curve_model, "steps": args.curve_steps, "crop": f"{args.curve_crop[0]}x{args.curve_crop[1]}",
+               "plain_miou": plain_metrics["miou"], "seglab_miou": seglab_metrics["miou"],
+               "plain_val_loss": plain_val_loss, "seglab_val_loss": seglab_val_loss,
+               "plain_seconds": sum(record["plain_s"]), "seglab_seconds": sum(record["seglab_s"])}
+    print(f"  {args.curve_model} after {args.curve_steps} steps: val mIoU plain fp32 {summary['plain_miou']:.4f}, "
+          f"seglab {seglab.precision} {summary['seglab_miou']:.4f}; training time {summary['plain_seconds']:.0f} s vs "
+          f"{summary['seglab_seconds']:.0f} s", flush=True)
+    return curve, summary
+
+
+def plot(table, curve, summary: dict, device: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, max(3.2, 0.55 * len(table) + 1.4)), layout="constrained")
+    ax_speed, ax_curve = fig.subplots(1, 2, width_ratios=[1.1, 1])
+    labels, values, colors = [], [], []
+    for row in table.itertuples():
+        labels += [f"{row.model} plain fp32", f"{row.model} seglab"]
+        values += [row.plain_images_per_s, row.seglab_images_per_s]
+        colors += ["tab:gray", "tab:green"]
+    barh(ax_speed, labels, values, "{:.2f}", colors)
+    row = table.iloc[0]
+    ax_speed.set_xlabel(f"training images/s, crop {row['crop']}, batch {row['batch']} (higher is better)")
+    ax_speed.set_title(f"seglab ({row['seglab_precision']} autocast + channels_last) vs plain fp32 loop: "
+                       f"x{table['speedup'].min():.1f}-{table['speedup'].max():.1f}", fontsize=10)
+    window = max(1, len(curve) // 10)
+    for arm, color in (("plain", "tab:gray"), ("seglab", "tab:green")):
+        ax_curve.plot(curve["step"], curve[f"{arm}_loss"], color=color, alpha=0.3, linewidth=1)
+        label = f"{arm}: val mIoU {summary[f'{arm}_miou']:.3f} ({summary[f'{arm}_seconds']:.0f} s)"
+        ax_curve.plot(curve["step"], curve[f"{arm}_loss"].rolling(window, min_periods=1).mean(), color=color,
+                      linewidth=2, label=label)
+    ax_curve.set_xlabel(f"step ({summary['model']}, crop {summary['crop']}, same batches in both arms)")
+    ax_curve.set_ylabel("training loss")
+    ax_curve.legend(fontsize=9)
+    ax_curve.set_title(f"learning curves after {summary['steps']} steps", fontsize=10)
+    fig.suptitle(f"training on {machine(device)}", fontsize=10)
+    save_plot(fig, path)
+
+
+def prepare_data(args, tmp: Path) -> Path:
+    """The dataset to train on: ``--data`` as given, else a fresh MiniCity in a temporary folder."""
+    if args.data is not None:
+        return args.data
+    from seglab.synth import generate_minicity
+
+    root = tmp / "minicity"
+    generate_minicity(root, train=args.train_frames, val=args.val_frames, test=0, height=args.data_size[0],
+                      width=args.data_size[1], seed=args.seed)
+    return root
+
+
+def run(args) -> tuple:
+    import pandas as pd
+
+    from seglab.config import TrainConfig
+    from seglab.data import build_dataset
+    from seglab.models import MODEL_NAMES
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        data = prepare_data(args, Path(tmp))
+        steps = max(args.curve_steps, args.warmup + args.steps)
+        per_epoch = max(1, len(build_dataset("cityscapes", data, "train")) // args.batch)
+        # the LR schedule spans at least the steps we run (epochs x steps per epoch), as in a real run of that length
+        config = TrainConfig(data=str(data), device=args.device, seed=args.seed, workers=0, progress=False,
+                             epochs=math.ceil(steps / per_epoch))
+        print(f"training throughput, crop {args.crop[0]}x{args.crop[1]}, batch {args.batch}:", flush=True)
+        table = pd.DataFrame([throughput(config, model, args, Path(tmp)) for model in args.models or MODEL_NAMES])
+        curve, summary = learning_curve(config, args, Path(tmp))
+    table["machine"] = machine(args.device)
+    suffix = "" if args.device == "cpu" else "_gpu"
+    write_csv(table, args.out / f"train{suffix}.csv")
+    curve["plain_val_miou"], curve["seglab_val_miou"] = summary["plain_miou"], summary["seglab_miou"]
+    write_csv(curve, args.out / f"train_curve{suffix}.csv")
+    plot(table, curve, summary, args.device, args.out / f"train{suffix}.png")
+    rows = [ratio_row("training", f"{row.model} images/s, crop {row.crop}, batch {row.batch}", row.seglab_images_per_s,
+                      row.plain_images_per_s, "img/s", higher_is_better=True, peer_name="plain fp32 loop",
+                      target=TARGET, device=args.device) for row in table.itertuples()]
+    rows.append(ratio_row("training", f"{summary['model']} val mIoU after {summary['steps']} steps, crop "
+                          f"{summary['crop']}", summary["seglab_miou"], summary["plain_miou"], "mIoU",
+                          higher_is_better=True, peer_name="plain fp32 loop", device=args.device,
+                          detail=f"training seconds {summary['seglab_seconds']:.0f} vs {summary['plain_seconds']:.0f}"))
+    record_ratios(args.out, rows)
+    print(f"wrote train CSV/PNG under {args.out} in {time.perf_counter() - started:.0f} s")
+    return table, curve, summary
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.split(","))
+    return height, width
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
+                        help="comma-separated registry names (default: all)")
+    parser.add_argument("--crop", type=_size, default=(256, 512), help="H,W of the throughput crops")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per arm and model")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per arm and model")
+    parser.add_argument("--curve-model", default="unet")
+    parser.add_argument("--curve-steps", type=int, default=80)
+    parser.add_argument("--curve-crop", type=_size, default=(128, 256), help="H,W of the learning-curve crops")
+    parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root (default: a fresh MiniCity)")
+    parser.add_argument("--data-size", type=_size, default=(256, 512), help="H,W of the generated MiniCity")
+    parser.add_argument("--train-frames", type=int, default=16)
+    parser.add_argument("--val-frames", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
