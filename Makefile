@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   := data
 OUT    := outputs
 
-.PHONY: demo test test-slow notebooks bench lint clean data chromium
+.PHONY: demo test test-slow notebooks bench bench-gpu lint clean data chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,28 @@ test: $(STAMP) chromium
 ## test-slow: the slow checks (full-resolution forwards, torchrun)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+## bench: every benchmark side by side with its peer on this machine's CPU (about 20-25 min on 2 cores): CSV + PNG
+## under outputs/benchmarks/, each ratio printed, then the README's performance table (outputs/benchmarks/summary.md)
+BENCH_OUT  := $(OUT)/benchmarks
+BENCH_DATA := $(DATA)/bench_minicity_1024x2048
+bench: $(STAMP)
+	test -d $(BENCH_DATA)/leftImg8bit || $(PY) -m seglab synth minicity --out $(BENCH_DATA) --train 16 --val 0 \
+	  --test 0 --height 1024 --width 2048
+	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/ratios.csv
+	$(PY) benchmarks/bench_masks.py --data $(BENCH_DATA) --repeat 3 --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_eval.py --frames 10 --repeat 3 --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_data.py --data $(BENCH_DATA) --repeat 2 --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_train.py --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_infer.py --out $(BENCH_OUT)
+	$(PY) benchmarks/common.py $(BENCH_OUT)
+
+## bench-gpu: the training and inference benchmarks on the CUDA GPU (*_gpu.csv / *_gpu.png next to the CPU ones)
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/bench_train.py --device cuda --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_infer.py --device cuda --precisions fp32,bf16,fp16 --compare-precisions fp32,bf16 \
+	  --warmup 3 --runs 10 --out $(BENCH_OUT)
+	$(PY) benchmarks/common.py $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) $(OUT)/* build *.egg-info

@@ -2,8 +2,16 @@
 
 Writes N random-but-structured 1024x2048 frames in the Cityscapes layout (``gtFine/val/<city>/*_gtFine_labelIds.png``
 with every label id 0..33, void ones included, and ``pred/<city>/*_leftImg8bit.png`` labelIds predictions), then
-evaluates them with both tools, asserts that class IoU, category IoU and the confusion matrix agree, and writes
-``outputs/benchmarks/eval.csv`` and ``eval.png``.
+times, each pair alternating, best of ``--repeat``:
+
+* end to end, from the PNG files: ``seglab.metrics.evaluate_label_files`` vs cityscapesscripts'
+  ``evaluateImgLists`` (evalPixelLevelSemanticLabeling);
+* metric accumulation alone, on images already decoded in memory: ``ConfusionMatrix.update`` vs the same official
+  ``evaluateImgLists``, whose ``PIL.Image.open`` is served from memory during the call (so neither decodes);
+* decoding the PNGs alone (OpenCV, one thread), the floor both tools pay end to end.
+
+Asserts that class IoU, category IoU and the confusion matrix of every seglab run equal the official ones, prints the
+ratios and writes ``outputs/benchmarks/eval.csv`` and ``eval.png``.
 
     .venv/bin/python benchmarks/bench_eval.py [--frames 10] [--height 1024 --width 2048] [--out outputs/benchmarks]
 """
@@ -13,13 +21,14 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
+from benchmarks.common import (DEFAULT_OUT, alternate, barh, best_of, machine, ratio_row, record_ratios,  # noqa: E402
+                               save_plot, write_csv)
 from seglab.labels import (CITYSCAPES_CATEGORIES, CITYSCAPES_CLASS_TO_CATEGORY, CITYSCAPES_CLASSES, CS_LABELS,
                            CS_TRAIN_LABELS, ID_TO_TRAINID, TRAINID_TO_ID)
 
@@ -87,16 +96,6 @@ def assert_same_scores(ours, official: dict, atol: float = 1e-4) -> None:
     np.testing.assert_allclose(ours.miou(), official["averageScoreClasses"], atol=atol)
 
 
-def _best_of(repeat: int, work):
-    """(result of the last call, fewest seconds over ``repeat`` calls): the usual timeit guard against noise."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = work()
-        best = min(best, time.perf_counter() - start)
-    return result, best
-
-
 def _decode_all(files: list[Path]) -> list[np.ndarray]:
     """Decode every PNG once, single-threaded: the floor both tools pay before counting anything."""
     return [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in files]
@@ -112,49 +111,89 @@ def _count_decoded(arrays: list[np.ndarray], frames: int):
     return cm
 
 
+def _official_in_memory(preds: list[Path], gts: list[Path], images: dict) -> dict:
+    """The official evaluation with ``PIL.Image.open`` answered from ``images`` (decoded PIL images by path)."""
+    from unittest import mock
+
+    from PIL import Image
+
+    from seglab.metrics import official_cityscapes_eval
+
+    with mock.patch.object(Image, "open", lambda path, *args, **kwargs: images[str(path)]):
+        return official_cityscapes_eval(preds, gts)
+
+
+def _load_pil(files: list[Path]) -> dict:
+    from PIL import Image
+
+    images = {}
+    for path in files:
+        with Image.open(path) as img:
+            img.load()
+            images[str(path)] = img.copy()
+    return images
+
+
+def plot(table, frames: int, width: int, height: int, repeat: int, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax = fig.subplots()
+    barh(ax, table["tool"].str.replace(" (", "\n(", n=1, regex=False), table["seconds_per_frame"] * 1000,
+         "{:.1f} ms", ["tab:gray", "tab:green", "tab:gray", "tab:green", "tab:blue"])
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlabel(f"milliseconds per {width}x{height} frame (best of {repeat}; lower is better)")
+    end, acc = table["speedup_vs_official"].iloc[1], table["speedup_vs_official"].iloc[3]
+    ax.set_title(f"Cityscapes pixel-level evaluation of {frames} frames on {machine()}: {end:.1f}x end to end, "
+                 f"{acc:.1f}x accumulation, identical IoUs", fontsize=9)
+    save_plot(fig, path)
+
+
 def run(frames: int, height: int, width: int, out: Path, seed: int = 0, repeat: int = 3,
         workers: int | None = None) -> list[dict]:
     """Time both tools on the same files, check they agree, write eval.csv / eval.png; returns the rows."""
     import pandas as pd
-    from matplotlib.figure import Figure
 
-    from seglab.checkpoint import atomic_write
     from seglab.metrics import evaluate_label_files, official_cityscapes_eval
-    from seglab.viz import save_figure
 
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
         preds, gts = write_frames(tmp, frames, height, width, seed)
-        ours, ours_s = _best_of(repeat, lambda: evaluate_label_files(preds, gts, workers=workers))
-        official, official_s = _best_of(repeat, lambda: official_cityscapes_eval(preds, gts))
-        arrays, decode_s = _best_of(repeat, lambda: _decode_all(preds + gts))
-    counted, count_s = _best_of(repeat, lambda: _count_decoded(arrays, frames))
-    assert_same_scores(ours, official)
-    assert_same_scores(counted, official)
+        files, seconds = alternate({"official": lambda: official_cityscapes_eval(preds, gts),
+                                    "seglab": lambda: evaluate_label_files(preds, gts, workers=workers)}, repeat)
+        arrays, decode_s = best_of(repeat, lambda: _decode_all(preds + gts))
+        pil_images = _load_pil(preds + gts)
+        memory, memory_seconds = alternate({"official": lambda: _official_in_memory(preds, gts, pil_images),
+                                            "seglab": lambda: _count_decoded(arrays, frames)}, repeat)
+    official = files["official"]
+    for result in (files["seglab"], memory["seglab"]):
+        assert_same_scores(result, official)
+    assert memory["official"]["averageScoreClasses"] == official["averageScoreClasses"]
 
     threads = workers or min(8, os.cpu_count() or 1)
-    timings = [(f"seglab evaluate_label_files ({threads} threads: cv2 + bincount, LUT on the histogram)", ours_s,
-                ours.miou()),
-               ("cityscapesscripts evalPixelLevelSemanticLabeling (no Cython)", official_s,
-                official["averageScoreClasses"]),
-               ("PNG decoding alone (1 thread, floor for both)", decode_s, float("nan")),
-               ("seglab counting alone (decoded arrays, 1 call per frame)", count_s, counted.miou())]
-    table = pd.DataFrame([{"tool": tool, "frames": frames, "height": height, "width": width, "seconds": seconds,
-                           "seconds_per_frame": seconds / frames, "speedup_vs_official": official_s / seconds,
-                           "miou": miou, "repeat": repeat} for tool, seconds, miou in timings])
-    atomic_write(out / "eval.csv", lambda tmp: table.to_csv(tmp, index=False))
-
-    fig = Figure(figsize=(8, 3.2))  # no pyplot: a script needs no GUI backend
-    ax = fig.subplots()
-    ax.barh(["seglab", "official", "decode only", "seglab counting"], table["seconds_per_frame"] * 1000,
-            color=["tab:green", "tab:gray", "tab:blue", "tab:olive"])
-    for y, ms in enumerate(table["seconds_per_frame"] * 1000):
-        ax.text(ms, y, f" {ms:.0f} ms", va="center")
-    ax.invert_yaxis()
-    ax.set_xlabel(f"milliseconds per {width}x{height} frame (best of {repeat}; lower is better)")
-    ax.set_title(f"Cityscapes pixel-level evaluation of {frames} frames: seglab {official_s / ours_s:.1f}x faster, "
-                 "identical IoUs", fontsize=10)
-    ax.set_xlim(0, table["seconds_per_frame"].max() * 1000 * 1.2)
-    save_figure(fig, out / "eval.png")
+    timings = [("cityscapesscripts evalPixelLevelSemanticLabeling (from the PNG files, no Cython)",
+                min(seconds["official"]), official["averageScoreClasses"]),
+               (f"seglab evaluate_label_files (from the PNG files, {threads} threads: OpenCV decode + calcHist)",
+                min(seconds["seglab"]), files["seglab"].miou()),
+               ("cityscapesscripts accumulation (decoded images in memory)", min(memory_seconds["official"]),
+                memory["official"]["averageScoreClasses"]),
+               ("seglab ConfusionMatrix.update (decoded arrays, 1 call per frame)", min(memory_seconds["seglab"]),
+                memory["seglab"].miou()),
+               ("PNG decoding alone (OpenCV, 1 thread; paid by both end to end)", decode_s, float("nan"))]
+    peers = [timings[0][1], timings[0][1], timings[2][1], timings[2][1], float("nan")]
+    table = pd.DataFrame([{"tool": tool, "frames": frames, "height": height, "width": width, "seconds": seconds_,
+                           "seconds_per_frame": seconds_ / frames, "speedup_vs_official": peer / seconds_,
+                           "miou": miou, "repeat": repeat, "machine": machine()}
+                          for (tool, seconds_, miou), peer in zip(timings, peers)])
+    write_csv(table, out / "eval.csv")
+    plot(table, frames, width, height, repeat, out / "eval.png")
+    size = f"{frames} frames of {width}x{height}"
+    record_ratios(out, [
+        ratio_row("evaluation", f"metric accumulation, {size}", timings[3][1], timings[2][1], "s",
+                  higher_is_better=False, peer_name="cityscapesscripts", target=10.0,
+                  detail="both on decoded images; identical confusion matrix"),
+        ratio_row("evaluation", f"end to end from PNG files, {size}", timings[1][1], timings[0][1], "s",
+                  higher_is_better=False, peer_name="cityscapesscripts",
+                  detail=f"PNG decoding alone {decode_s / frames * 1000:.0f} ms/frame (1 thread)")])
     return table.to_dict("records")
 
 
@@ -166,10 +205,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="time each tool this many times, keep the best")
     parser.add_argument("--workers", type=int, default=None, help="reader threads for seglab (default: cores, <= 8)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     for row in run(args.frames, args.height, args.width, args.out, args.seed, args.repeat, args.workers):
-        print(f"{row['tool']:<90} {row['seconds']:6.2f} s  {row['seconds_per_frame'] * 1000:6.1f} ms/frame  "
+        print(f"  {row['tool']:<92} {row['seconds_per_frame'] * 1000:7.1f} ms/frame  "
               f"x{row['speedup_vs_official']:.1f}  mIoU {row['miou']:.4f}")
     print(f"wrote {args.out / 'eval.csv'} and {args.out / 'eval.png'}")
 

@@ -155,7 +155,7 @@ def run(args) -> tuple:
     args.device = str(resolve_device(args.device))
     names = args.models or list(MODEL_NAMES)
     size = args.matmul_size or (8192 if args.device.startswith("cuda") else 4096)
-    dtypes = list(dict.fromkeys(args.precisions + args.compare_precisions))
+    dtypes = list(dict.fromkeys(args.precisions + ([] if args.no_compare else args.compare_precisions)))
     before = {p: matmul_gflops(p, args.device, size) for p in dtypes}
     print("matmul peak (GFLOP/s): " + ", ".join(f"{p} {v:.0f}" for p, v in before.items()), flush=True)
     rows = [measure(config, precision, args) for config in registry_configs(names) for precision in args.precisions]

@@ -6,15 +6,14 @@ Generates N MiniCity frames (default 1024x2048), then in one run:
   * seglab: ``generate_masks`` (one rasterisation + lookup tables + fast PNG, default worker processes);
 each timed ``--repeat`` times, alternating, best kept; checks that every output of both decodes to identical pixels
 (PIL modes L, L, RGBA included), prints frames/s and the ratio, and writes
-``outputs/benchmarks/masks.csv`` and ``masks.png``.
+``outputs/benchmarks/masks.csv`` and ``masks.png``. ``--data ROOT`` uses the train split of an existing
+Cityscapes-layout folder instead of generating frames.
 
     .venv/bin/python benchmarks/bench_masks.py [--frames 16] [--height 1024 --width 2048] [--workers N] [--repeat 2]
 """
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import sys
 import tempfile
 import time
@@ -24,22 +23,22 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
+from benchmarks.common import (DEFAULT_OUT, alternate, barh, cores, machine, ratio_row, record_ratios,  # noqa: E402
+                               save_plot, write_csv)
 from seglab import masks  # noqa: E402
 from seglab.synth import generate_minicity  # noqa: E402
 
 OFFICIAL_ENCODING = {"labelIds": "ids", "labelTrainIds": "trainIds", "color": "color"}
 
 
-def run_official(frames: list[masks.Frame], out: Path) -> float:
-    """json2labelImg three times per frame, sequentially; returns the seconds taken."""
+def run_official(frames: list[masks.Frame], out: Path) -> None:
+    """json2labelImg three times per frame, sequentially (how users run the official tool)."""
     from cityscapesscripts.preparation.json2labelImg import json2labelImg
 
-    start = time.perf_counter()
     for frame in frames:
         for encoding, path in frame.outputs(out).items():
             path.parent.mkdir(parents=True, exist_ok=True)
             json2labelImg(str(frame.polygons), str(path), OFFICIAL_ENCODING[encoding])
-    return time.perf_counter() - start
 
 
 def count_mismatches(frames: list[masks.Frame], ours: Path, official: Path) -> int:
@@ -63,41 +62,40 @@ def plot(table, path: Path) -> None:
 
     figure = Figure(figsize=(8, 2.4), layout="constrained")
     ax = figure.subplots()
-    ax.barh(table["tool"], table["frames_per_s"], color=["tab:gray", "tab:green"])
-    for y, rate in enumerate(table["frames_per_s"]):
-        ax.text(rate, y, f" {rate:.1f}", va="center")
-    ax.set_xlim(0, table["frames_per_s"].max() * 1.2)
+    barh(ax, table["tool"], table["frames_per_s"], "{:.1f}", ["tab:gray", "tab:green"])
     row = table.iloc[-1]
     ax.set_xlabel(f"frames/s, 3 encodings per frame, {row['width']}x{row['height']} (higher is better)")
-    ax.set_title(f"polygons -> masks: {row['speedup']:.1f}x faster with {row['workers']} workers, identical pixels",
-                 fontsize=10)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    masks.atomic_write_bytes(path, buffer.getvalue())
+    ax.set_title(f"polygons -> masks on {machine()}: {row['speedup']:.1f}x faster with {row['workers']} workers, "
+                 "identical pixels", fontsize=10)
+    save_plot(figure, path)
 
 
-def run(frames: int, height: int, width: int, workers: int | None, repeat: int, out: Path):
-    """Generate the frames, time both tools ``repeat`` times (best kept), check pixels, write CSV + PNG."""
+def run(frames: int, height: int, width: int, workers: int | None, repeat: int, out: Path, data: Path | None = None):
+    """Generate the frames (or use ``data``), time both tools ``repeat`` times alternating (best kept), check
+    pixels, write CSV + PNG and the ratio."""
     import pandas as pd
 
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or cores()
     with tempfile.TemporaryDirectory(prefix="bench_masks_") as tmp:
-        root = Path(tmp) / "minicity"
-        print(f"generating {frames} MiniCity frames at {height}x{width} ...", flush=True)
-        generate_minicity(root, train=frames, val=0, test=0, height=height, width=width, seed=0)
+        root = data
+        if root is None:
+            root = Path(tmp) / "minicity"
+            print(f"generating {frames} MiniCity frames at {height}x{width} ...", flush=True)
+            generate_minicity(root, train=frames, val=0, test=0, height=height, width=width, seed=0)
         items = masks.find_frames(root, ["train"])
-        official_runs, ours_runs = [], []
-        for _ in range(repeat):  # alternate the tools so that load from other processes hits both alike
-            official_runs.append(run_official(items, Path(tmp) / "official"))
-            summary = masks.generate_masks(root, Path(tmp) / "seglab", splits=["train"], workers=workers,
-                                           overwrite=True, progress=False)
-            ours_runs.append(summary.seconds)
-        official_s, ours_s = min(official_runs), min(ours_runs)  # best of `repeat`, as timeit reports
+        first = masks.load_annotation(items[0].polygons)
+        height, width = first["imgHeight"], first["imgWidth"]
+        results, seconds = alternate({
+            "official": lambda: run_official(items, Path(tmp) / "official"),
+            "seglab": lambda: masks.generate_masks(root, Path(tmp) / "seglab", splits=["train"], workers=workers,
+                                                   overwrite=True, progress=False)}, repeat)
+        summary = results["seglab"]
+        official_s, ours_s = min(seconds["official"]), min(seconds["seglab"])  # best of `repeat`, as timeit reports
         mismatches = count_mismatches(items, summary.out, Path(tmp) / "official")
         sizes = folder_bytes(Path(tmp) / "official"), folder_bytes(summary.out)
 
-    common = {"frames": len(items), "height": height, "width": width, "cores": len(os.sched_getaffinity(0)),
-              "repeat": repeat, "identical": mismatches == 0}
+    common = {"frames": len(items), "height": height, "width": width, "cores": cores(),
+              "repeat": repeat, "identical": mismatches == 0, "machine": machine()}
     table = pd.DataFrame([
         {"tool": "cityscapesscripts json2labelImg x3", "workers": 1, "seconds": official_s,
          "frames_per_s": len(items) / official_s, "speedup": 1.0, "mbytes": sizes[0] / 1e6, **common},
@@ -105,9 +103,12 @@ def run(frames: int, height: int, width: int, workers: int | None, repeat: int, 
          "frames_per_s": len(items) / ours_s, "speedup": official_s / ours_s,
          "mbytes": sizes[1] / 1e6, **common},
     ])
-    out.mkdir(parents=True, exist_ok=True)
-    masks.atomic_write_bytes(out / "masks.csv", table.to_csv(index=False).encode())
+    write_csv(table, out / "masks.csv")
     plot(table, out / "masks.png")
+    record_ratios(out, [ratio_row(
+        "masks", f"frames/s (3 encodings each), {len(items)} frames of {width}x{height}", len(items) / ours_s,
+        len(items) / official_s, "frames/s", higher_is_better=True, peer_name="json2labelImg x3", target=4.0,
+        detail=f"{summary.workers} workers; pixel-identical: {'yes' if mismatches == 0 else 'NO'}")])
     return table
 
 
@@ -116,17 +117,19 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root whose train polygons to use")
     parser.add_argument("--workers", type=int, default=None, help="seglab worker processes (default: all cores)")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs of each tool, alternating; best is kept")
-    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    table = run(args.frames, args.height, args.width, args.workers, args.repeat, args.out)
+    started = time.perf_counter()
+    table = run(args.frames, args.height, args.width, args.workers, args.repeat, args.out, args.data)
     for row in table.itertuples():
-        print(f"{row.tool:<36} {row.workers} worker(s) {row.seconds:7.2f} s  {row.frames_per_s:6.2f} frames/s  "
+        print(f"  {row.tool:<36} {row.workers} worker(s) {row.seconds:7.2f} s  {row.frames_per_s:6.2f} frames/s  "
               f"x{row.speedup:.2f}  {row.mbytes:.1f} MB of PNG")
     identical = bool(table["identical"].all())
     print(f"pixel-identical outputs: {'yes' if identical else 'NO'}; wrote {args.out / 'masks.csv'} and "
-          f"{args.out / 'masks.png'}")
+          f"{args.out / 'masks.png'} in {time.perf_counter() - started:.0f} s")
     return 0 if identical else 1
 
 

@@ -45,7 +45,8 @@ def plain_step(trainer, images: torch.Tensor, targets: torch.Tensor) -> torch.Te
     loss = F.cross_entropy(model(images), targets, ignore_index=IGNORE_INDEX)
     optimizer.zero_grad()
     loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), trainer.config.grad_clip)
+    if trainer.config.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), trainer.config.grad_clip)
     optimizer.step()
     trainer.scheduler.step()
     return loss.detach()

@@ -124,7 +124,8 @@ def effective_receptive_field(model: nn.Module, size: int | Sequence[int], sampl
     """|d (centre output pixel's logits, summed) / d input|, summed over colour channels and averaged over
     ``samples`` random-noise images of ``size``, normalised to max 1: an (H, W) map of how strongly each input
     pixel influences the centre prediction. Eval mode (BatchNorm uses running statistics); parameter gradients are
-    left untouched. Pixels it cannot see at all are exactly 0, so its support is the theoretical receptive field.
+    left untouched. Pixels it cannot see at all are exactly 0, so its support is the theoretical receptive field
+    (minus paths that happen to pass only through switched-off ReLUs for every sample; more samples close such gaps).
     """
     height, width = _size_pair(size, "size")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:

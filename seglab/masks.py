@@ -131,7 +131,7 @@ def encode(label_ids: np.ndarray) -> dict[str, np.ndarray]:
     ids = np.asarray(label_ids)
     if ids.dtype != np.uint8 or ids.ndim != 2:
         raise ValueError(f"label_ids must be an (H, W) uint8 array, got {ids.dtype} {ids.shape}")
-    color = _ID_TO_RGBA32[ids].view(np.uint8).reshape(*ids.shape, 4)
+    color = np.take(_ID_TO_RGBA32, ids).view(np.uint8).reshape(*ids.shape, 4)  # np.take: ~1.5x fancy indexing
     return {"labelIds": ids, "labelTrainIds": cv2.LUT(ids, ID_TO_TRAINID), "color": color}  # cv2.LUT: ~4x numpy
 
 
@@ -234,7 +234,9 @@ def mask_frame(polygons: str | os.PathLike, outputs: dict[str, Path]) -> None:
     """Rasterise one polygon file once and write its three encodings to ``outputs`` ({encoding: path})."""
     arrays = encode(rasterize_label_ids(load_annotation(polygons), source=str(polygons)))
     for encoding, path in outputs.items():
-        write_png(path, arrays[encoding])
+        # masks can be regenerated: no fsync (~4 ms a file, 2x the time of writing the three files); the rename still
+        # guarantees that an interrupted run leaves no half-written PNG
+        write_png(path, arrays[encoding], durable=False)
 
 
 def _mask_job(job: tuple[Path, dict[str, Path]]) -> None:

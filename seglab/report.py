@@ -99,9 +99,9 @@ def _cell(value) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        if value.is_integer():
-            return f"{int(value):,}"
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}"
+        if value.is_integer() or abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}"
     return str(value).replace("|", "\\|")
 
 

@@ -1,0 +1,77 @@
+"""One tiny smoke run of each benchmarks/bench_*.py script, as a user runs it (a subprocess), checking what it writes.
+
+The sizes are far too small for meaningful timings; these runs check that every script works end to end, that the
+correctness checks it makes against its peer pass, and that the CSV / PNG / ratios.csv it promises are written.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _ratios(out: Path, benchmark: str) -> pd.DataFrame:
+    table = pd.read_csv(out / "ratios.csv")
+    rows = table[table["benchmark"] == benchmark]
+    assert len(rows) and (rows["ratio"] > 0).all() and rows["machine"].notna().all()
+    return rows
+
+
+def test_bench_masks_smoke(minicity, tmp_path):
+    stdout = _run("bench_masks.py", "--data", str(minicity), "--repeat", "1", "--workers", "1", "--out", str(tmp_path))
+    table = pd.read_csv(tmp_path / "masks.csv")
+    assert table["identical"].all() and table["frames"].eq(6).all()  # every output decoded equal to the official
+    assert "RATIO masks" in stdout and (tmp_path / "masks.png").stat().st_size > 0
+    assert _ratios(tmp_path, "masks")["target"].eq(4.0).all()
+
+
+def test_bench_eval_smoke(tmp_path):
+    stdout = _run("bench_eval.py", "--frames", "2", "--height", "64", "--width", "128", "--repeat", "1",
+                  "--out", str(tmp_path))
+    table = pd.read_csv(tmp_path / "eval.csv")
+    mious = table["miou"].dropna()
+    assert len(table) == 5 and len(mious) == 4 and mious.max() - mious.min() < 1e-9  # every tool: the same mIoU
+    assert stdout.count("RATIO evaluation") == 2 and (tmp_path / "eval.png").is_file()
+
+
+def test_bench_data_smoke(minicity, tmp_path):
+    stdout = _run("bench_data.py", "--data", str(minicity), "--crop", "64,128", "--workers", "0", "--repeat", "1",
+                  "--out", str(tmp_path))
+    table = pd.read_csv(tmp_path / "data.csv")
+    assert table["frames"].eq(6).all() and (table["samples_per_s"] > 0).all() and len(table) == 2
+    assert "RATIO data" in stdout and (tmp_path / "data.png").is_file()
+
+
+def test_bench_train_smoke(minicity, tmp_path):
+    stdout = _run("bench_train.py", "--data", str(minicity), "--models", "unet", "--crop", "64,128", "--batch", "2",
+                  "--steps", "1", "--curve-steps", "2", "--curve-crop", "64,128", "--out", str(tmp_path))
+    table = pd.read_csv(tmp_path / "train.csv")
+    assert table["model"].tolist() == ["unet"] and (table["speedup"] > 0).all()
+    curve = pd.read_csv(tmp_path / "train_curve.csv")
+    assert len(curve) == 2 and curve[["plain_loss", "seglab_loss"]].notna().all().all()
+    # the first step starts from the same weights on the same batch: the two losses differ only by precision
+    assert curve["plain_loss"].iloc[0] == pytest.approx(curve["seglab_loss"].iloc[0], rel=0.05)
+    rows = _ratios(tmp_path, "training")
+    assert len(rows) == 2 and "RATIO training" in stdout and (tmp_path / "train.png").is_file()
+
+
+def test_bench_infer_smoke(tmp_path):
+    stdout = _run("bench_infer.py", "--models", "unet", "--precisions", "fp32", "--no-compare", "--height", "64",
+                  "--width", "128", "--warmup", "0", "--runs", "1", "--matmul-size", "256", "--out", str(tmp_path))
+    table = pd.read_csv(tmp_path / "infer.csv")
+    assert table["model"].tolist() == ["unet"] and table["precision"].tolist() == ["fp32"]
+    assert (table["gflops"] > 0).all() and (table["matmul_peak_gflops_per_s"] > 0).all()
+    assert pd.read_csv(tmp_path / "infer_peak.csv")["dtype"].tolist() == ["fp32"]
+    assert "matmul peak" in stdout and (tmp_path / "infer.png").is_file()
