@@ -175,10 +175,12 @@ class Trainer:
         train_set = build_dataset(config.dataset, config.data, "train", None, **extra)
         native_h, native_w = native_size(train_set)
         scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
-        if config.crop[0] > scaled_h or config.crop[1] > scaled_w:
-            raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images "
-                              f"({scaled_h}x{scaled_w} at --scale {config.scale}); use --crop at most "
-                              f"{scaled_h},{scaled_w} or raise --scale")
+        largest_h, largest_w = round(scaled_h * config.scale_range[1]), round(scaled_w * config.scale_range[1])
+        if config.crop[0] > largest_h or config.crop[1] > largest_w:  # smaller crops are padded with 255
+            raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images even at "
+                              f"the largest random scale ({largest_h}x{largest_w} at --scale {config.scale}, "
+                              f"--scale-range up to {config.scale_range[1]}); use --crop at most "
+                              f"{largest_h},{largest_w} or raise --scale")
         train_set.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)),
                                                 config.scale_range)
         val_set = build_dataset(config.dataset, config.data, "val", None, **extra)
