@@ -65,7 +65,7 @@ bench: $(STAMP)
 	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/ratios.csv
 	$(PY) benchmarks/bench_masks.py --data $(BENCH_DATA) --repeat 3 --out $(BENCH_OUT)
 	$(PY) benchmarks/bench_eval.py --frames 10 --repeat 3 --out $(BENCH_OUT)
-	$(PY) benchmarks/bench_data.py --data $(BENCH_DATA) --repeat 2 --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_data.py --data $(BENCH_DATA) --repeat 3 --out $(BENCH_OUT)
 	$(PY) benchmarks/bench_train.py --out $(BENCH_OUT)
 	$(PY) benchmarks/bench_infer.py --out $(BENCH_OUT)
 	$(PY) benchmarks/common.py $(BENCH_OUT)

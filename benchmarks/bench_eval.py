@@ -142,7 +142,7 @@ def plot(table, frames: int, width: int, height: int, repeat: int, path: Path) -
     barh(ax, table["tool"].str.replace(" (", "\n(", n=1, regex=False), table["seconds_per_frame"] * 1000,
          "{:.1f} ms", ["tab:gray", "tab:green", "tab:gray", "tab:green", "tab:blue"])
     ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlabel(f"milliseconds per {width}x{height} frame (best of {repeat}; lower is better)")
+    ax.set_xlabel(f"milliseconds per {height}x{width} frame (best of {repeat}; lower is better)")
     end, acc = table["speedup_vs_official"].iloc[1], table["speedup_vs_official"].iloc[3]
     ax.set_title(f"Cityscapes pixel-level evaluation of {frames} frames on {machine()}: {end:.1f}x end to end, "
                  f"{acc:.1f}x accumulation, identical IoUs", fontsize=9)
@@ -186,7 +186,7 @@ def run(frames: int, height: int, width: int, out: Path, seed: int = 0, repeat: 
                           for (tool, seconds_, miou), peer in zip(timings, peers)])
     write_csv(table, out / "eval.csv")
     plot(table, frames, width, height, repeat, out / "eval.png")
-    size = f"{frames} frames of {width}x{height}"
+    size = f"{frames} frames of {height}x{width}"
     record_ratios(out, [
         ratio_row("evaluation", f"metric accumulation, {size}", timings[3][1], timings[2][1], "s",
                   higher_is_better=False, peer_name="cityscapesscripts", target=10.0,

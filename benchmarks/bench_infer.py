@@ -103,7 +103,7 @@ def plot(table, peaks: dict[str, float], args, path: Path) -> None:
     colors = ["tab:gray" if r["peer"] != "seglab" else ("tab:green" if r["precision"] != "fp32" else "tab:blue")
               for r in rows]
     barh(ax_lat, names, [r["latency_ms"] / 1000 for r in rows], "{:.2f} s", colors)
-    ax_lat.set_xlabel(f"median latency, s (lower is better); {args.width}x{args.height}, batch 1, {args.device}")
+    ax_lat.set_xlabel(f"median latency, s (lower is better); {args.height}x{args.width}, batch 1, {args.device}")
     barh(ax_flops, names, [r["achieved_gflops_per_s"] for r in rows], "{:.0f}", colors)
     for (precision, peak), style in zip(peaks.items(), ["--", ":", "-."]):
         ax_flops.axvline(peak, color="black", linestyle=style, linewidth=1, label=f"{precision} matmul peak {peak:.0f}")
@@ -123,7 +123,7 @@ def ratios(table, peaks: dict[str, float], args) -> list[dict]:
     for model in dict.fromkeys(table["model"]):
         if (model, "fp32") in by and low and (model, low[0]) in by:
             fast, slow = by[(model, low[0])], by[(model, "fp32")]
-            rows.append(ratio_row("inference", f"{model} {low[0]} vs fp32, {args.width}x{args.height}",
+            rows.append(ratio_row("inference", f"{model} {low[0]} vs fp32, {args.height}x{args.width}",
                                   fast["latency_ms"] / 1000, slow["latency_ms"] / 1000, "s", higher_is_better=False,
                                   peer_name="(fp32)", detail=f"{low[0]} {fast['achieved_gflops_per_s']:.0f} GFLOP/s "
                                   f"of {peaks.get(low[0], float('nan')):.0f} matmul peak", device=args.device))

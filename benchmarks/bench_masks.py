@@ -64,7 +64,7 @@ def plot(table, path: Path) -> None:
     ax = figure.subplots()
     barh(ax, table["tool"], table["frames_per_s"], "{:.1f}", ["tab:gray", "tab:green"])
     row = table.iloc[-1]
-    ax.set_xlabel(f"frames/s, 3 encodings per frame, {row['width']}x{row['height']} (higher is better)")
+    ax.set_xlabel(f"frames/s, 3 encodings per frame, {row['height']}x{row['width']} (higher is better)")
     ax.set_title(f"polygons -> masks on {machine()}: {row['speedup']:.1f}x faster with {row['workers']} workers, "
                  "identical pixels", fontsize=10)
     save_plot(figure, path)
@@ -106,7 +106,7 @@ def run(frames: int, height: int, width: int, workers: int | None, repeat: int, 
     write_csv(table, out / "masks.csv")
     plot(table, out / "masks.png")
     record_ratios(out, [ratio_row(
-        "masks", f"frames/s (3 encodings each), {len(items)} frames of {width}x{height}", len(items) / ours_s,
+        "masks", f"frames/s (3 encodings each), {len(items)} frames of {height}x{width}", len(items) / ours_s,
         len(items) / official_s, "frames/s", higher_is_better=True, peer_name="json2labelImg x3", target=4.0,
         detail=f"{summary.workers} workers; pixel-identical: {'yes' if mismatches == 0 else 'NO'}")])
     return table

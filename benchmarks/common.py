@@ -165,10 +165,11 @@ def summary_markdown(out: Path) -> str:
         target = "" if pd.isna(row.target) else f"≥ {row.target:g}× ({'met' if row.met else 'not met'})"
         lines.append(f"| {row.benchmark} | {row.figure} | {row.seglab:.3g} | {row.peer:.3g} {row.peer_name} "
                      f"| **{row.ratio:.2f}×** | {target} |")
-    when = ", ".join(sorted(set(table["date"].astype(str))))
-    loads = f"{table['load'].min():.1f}–{table['load'].max():.1f}"
     lines.append("")
-    lines.append(f"Taken {when} on {table['machine'].iloc[0]}; 1-minute load average during the runs {loads}.")
+    for name, rows in table.groupby("machine", sort=False):
+        when = ", ".join(sorted(set(rows["date"].astype(str))))
+        lines.append(f"Taken {when} on {name}; 1-minute load average during the runs "
+                     f"{rows['load'].min():.1f}–{rows['load'].max():.1f}.")
     return "\n".join(lines) + "\n"
 
 

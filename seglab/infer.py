@@ -90,7 +90,10 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.devic
     matrix = ConfusionMatrix(dataset.num_classes, device=device)
     loss_sum, loss_count = 0.0, 0
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for index, (image, target) in zip(indices, tqdm(loader, desc="evaluate", disable=not progress, leave=False)):
+    # The loader comes first in zip so that it is run to exhaustion, which stops its worker processes at once; left
+    # half-consumed, its iterator would live on (notebook progress bars hold reference cycles) and be collected in a
+    # later forked worker, which prints "AssertionError: can only test a child process" tracebacks.
+    for (image, target), index in zip(tqdm(loader, desc="evaluate", disable=not progress, leave=False), indices):
         image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         target = target.to(device, non_blocking=True)
         logits = predict_logits(model, image, precision=precision, flip=flip, window=window)

@@ -47,7 +47,7 @@ TINY: dict[str, dict] = {
     "10": {"models": ["unet", "ddunet"], "height": 64, "width": 128, "warmup": 0, "runs": 1, "demo_size": [64, 128],
            "demo_runs": 2},
     "11": {"data_root": "@minicity", "checkpoints": ["@checkpoint", "@missing"], "figure_images": 2},
-    "12": {"data_root": "@minivoc", "crop": [64, 64], "sample_images": 2, "model_options": VOC_OPTIONS, **TINY_TRAIN},
+    "12": {"data_root": "@minivoc", "crop": [32, 48], "sample_images": 2, "model_options": VOC_OPTIONS, **TINY_TRAIN},
 }
 
 
