@@ -11,7 +11,7 @@ loading, measured by bench_data.py, does not blur the comparison):
   channels_last).
 
 Steps of the two arms alternate (plain, seglab, plain, ...) after one warm-up step each, so load from other processes
-hits both alike; images/s = batch / median step time. Then one model trains ``--curve-steps`` steps in both arms on the
+hits both alike; images/s = batch / fastest step (the one least disturbed by other processes, as timeit reports). Then one model trains ``--curve-steps`` steps in both arms on the
 same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv`` and ``train.png``.
 
     .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2] [--curve-steps 80]
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import DEFAULT_OUT, barh, machine, median, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402,I001
+from benchmarks.common import DEFAULT_OUT, barh, machine, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402,I001
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -106,7 +106,7 @@ def throughput(config, model: str, args, work: Path) -> dict:
                                   work / model)
     batches = draw_batches(seglab.train_set, args.batch, args.warmup + args.steps, args.seed)
     record = alternate_steps(plain, seglab, batches, args.seed, args.warmup)
-    plain_s, seglab_s = median(record["plain_s"]), median(record["seglab_s"])
+    plain_s, seglab_s = min(record["plain_s"]), min(record["seglab_s"])
     row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": args.batch, "device": str(seglab.device),
            "seglab_precision": seglab.precision, "timed_steps": args.steps,
            "plain_images_per_s": args.batch / plain_s, "seglab_images_per_s": args.batch / seglab_s,

@@ -10,7 +10,6 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -93,10 +92,6 @@ def alternate(arms: dict[str, Callable[[], object]], repeat: int) -> tuple[dict[
             results[name] = work()
             seconds[name].append(time.perf_counter() - start)
     return results, seconds
-
-
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values))
 
 
 # ------------------------------------------------------------------------------------------------ writing

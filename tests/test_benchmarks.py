@@ -51,7 +51,8 @@ def test_bench_data_smoke(minicity, tmp_path):
                   "--out", str(tmp_path))
     table = pd.read_csv(tmp_path / "data.csv")
     assert table["frames"].eq(6).all() and (table["samples_per_s"] > 0).all() and len(table) == 2
-    assert "RATIO data" in stdout and (tmp_path / "data.png").is_file()
+    assert stdout.count("RATIO data") == 2 and (table["cpu_s_per_sample"] > 0).all()
+    assert (tmp_path / "data.png").is_file()
 
 
 def test_bench_train_smoke(minicity, tmp_path):
