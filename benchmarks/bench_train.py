@@ -11,7 +11,9 @@ loading, measured by bench_data.py, does not blur the comparison):
   channels_last).
 
 Steps of the two arms alternate (plain, seglab, plain, ...) after one warm-up step each, so load from other processes
-hits both alike; images/s = batch / fastest step (the one least disturbed by other processes, as timeit reports). Then one model trains ``--curve-steps`` steps in both arms on the
+hits both alike; images/s = batch / fastest step (the one least disturbed by other processes, as timeit reports). The
+CPU seconds of each step (all threads of the process) are recorded too: on a shared machine they barely move with
+other processes' load, so their ratio is the steadier figure. Then one model trains ``--curve-steps`` steps in both arms on the
 same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv`` and ``train.png``.
 
     .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2] [--curve-steps 80]
@@ -82,20 +84,22 @@ def draw_batches(dataset, batch: int, count: int, seed: int) -> list[tuple[torch
 
 
 def alternate_steps(plain, seglab, batches, seed: int, warmup: int) -> dict[str, list]:
-    """Run both arms over ``batches`` step by step, alternating; returns per-step seconds and losses of each."""
+    """Run both arms over ``batches`` step by step, alternating; returns per-step wall seconds, CPU seconds (all
+    threads of this process) and losses of each."""
     from seglab.runtime import synchronize
 
-    record: dict[str, list] = {"plain_s": [], "seglab_s": [], "plain_loss": [], "seglab_loss": []}
+    record: dict[str, list] = {f"{arm}_{what}": [] for arm in ("plain", "seglab") for what in ("s", "cpu", "loss")}
     for step, (images, targets) in enumerate(batches):
         for arm, work in (("plain", lambda: plain_step(plain, images, targets)),
                           ("seglab", lambda: seglab.train_step(images, targets, 1, step))):
             torch.manual_seed(seed + step)  # same dropout / random state in both arms
             synchronize(seglab.device)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             loss = work()
             synchronize(seglab.device)
             if step >= warmup:
                 record[f"{arm}_s"].append(time.perf_counter() - start)
+                record[f"{arm}_cpu"].append(time.process_time() - cpu)
             record[f"{arm}_loss"].append(float(loss))
     return record
 
@@ -107,12 +111,16 @@ def throughput(config, model: str, args, work: Path) -> dict:
     batches = draw_batches(seglab.train_set, args.batch, args.warmup + args.steps, args.seed)
     record = alternate_steps(plain, seglab, batches, args.seed, args.warmup)
     plain_s, seglab_s = min(record["plain_s"]), min(record["seglab_s"])
+    plain_cpu, seglab_cpu = min(record["plain_cpu"]), min(record["seglab_cpu"])
     row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": args.batch, "device": str(seglab.device),
            "seglab_precision": seglab.precision, "timed_steps": args.steps,
            "plain_images_per_s": args.batch / plain_s, "seglab_images_per_s": args.batch / seglab_s,
-           "speedup": plain_s / seglab_s}
+           "speedup": plain_s / seglab_s, "plain_cpu_s_per_image": plain_cpu / args.batch,
+           "seglab_cpu_s_per_image": seglab_cpu / args.batch, "cpu_speedup": plain_cpu / seglab_cpu}
     print(f"  {model:<14} plain fp32 {row['plain_images_per_s']:6.2f} img/s   seglab {seglab.precision} + "
-          f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}", flush=True)
+          f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}   CPU s/image "
+          f"{row['plain_cpu_s_per_image']:.2f} vs {row['seglab_cpu_s_per_image']:.2f}   x{row['cpu_speedup']:.2f}",
+          flush=True)
     return row
 
 
@@ -206,6 +214,10 @@ def run(args) -> tuple:
     rows = [ratio_row("training", f"{row.model} images/s, crop {row.crop}, batch {row.batch}", row.seglab_images_per_s,
                       row.plain_images_per_s, "img/s", higher_is_better=True, peer_name="plain fp32 loop",
                       target=TARGET, device=args.device) for row in table.itertuples()]
+    if args.device == "cpu":  # CPU seconds per image: the same comparison, little changed by other processes' load
+        rows += [ratio_row("training", f"{row.model} CPU s per image, crop {row.crop}, batch {row.batch}",
+                           row.seglab_cpu_s_per_image, row.plain_cpu_s_per_image, "s", higher_is_better=False,
+                           peer_name="plain fp32 loop", target=TARGET) for row in table.itertuples()]
     rows.append(ratio_row("training", f"{summary['model']} val mIoU after {summary['steps']} steps, crop "
                           f"{summary['crop']}", summary["seglab_miou"], summary["plain_miou"], "mIoU",
                           higher_is_better=True, peer_name="plain fp32 loop", device=args.device,

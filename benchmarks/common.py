@@ -15,6 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+# Idle OpenMP threads sleep instead of spinning (set before torch is imported; child processes inherit it): on a
+# machine shared with other jobs a spinning thread steals the core the other arm needs, and the CPU seconds the
+# scripts report then count work only. A value set by the user is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout even before `pip install -e .`
     sys.path.insert(0, str(ROOT))

@@ -237,7 +237,9 @@ class Trainer:
         torch.manual_seed(self.config.seed * 7_919 + epoch)
         self.train_model.train()
         total = torch.zeros(2, device=self.device)
-        bar = tqdm(self._loader(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
+        # iter() first: given a DataLoader, tqdm.auto's asyncio mixin calls iter() on it in __init__ and iterates it
+        # again in __iter__, starting a second set of workers that prefetch for nothing and are never shut down.
+        bar = tqdm(iter(self._loader(epoch)), total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.config.progress and self.dist.is_main), leave=False)
         for step, (images, targets) in enumerate(bar):
             if step >= self.steps_per_epoch:

@@ -93,7 +93,9 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.devic
     # The loader comes first in zip so that it is run to exhaustion, which stops its worker processes at once; left
     # half-consumed, its iterator would live on (notebook progress bars hold reference cycles) and be collected in a
     # later forked worker, which prints "AssertionError: can only test a child process" tracebacks.
-    for (image, target), index in zip(tqdm(loader, desc="evaluate", disable=not progress, leave=False), indices):
+    # iter(loader): tqdm.auto would otherwise create (and leave running) a second worker pool, see engine.train_one_epoch
+    bar = tqdm(iter(loader), total=len(loader), desc="evaluate", disable=not progress, leave=False)
+    for (image, target), index in zip(bar, indices):
         image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         target = target.to(device, non_blocking=True)
         logits = predict_logits(model, image, precision=precision, flip=flip, window=window)

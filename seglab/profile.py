@@ -88,7 +88,10 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
         baseline = torch.cuda.memory_allocated(device)
     else:
         baseline = _rss_bytes()
-    times = time_forward(model, inputs, precision, warmup, runs)
+    time_forward(model, inputs, precision, warmup, runs=0)
+    cpu_start = time.process_time()
+    times = time_forward(model, inputs, precision, warmup=0, runs=runs)
+    cpu_ms = (time.process_time() - cpu_start) / runs * 1e3
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) - baseline
     else:
@@ -98,6 +101,9 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
         "model": name, "device": device.type, "precision": precision, "height": height, "width": width,
         "params_m": params / 1e6, "gflops": None if total_flops is None else total_flops / 1e9,
         "latency_ms": median * 1e3, "latency_min_ms": min(times) * 1e3,
+        # CPU time of all threads per forward: on a shared machine hardly changed by other processes' load (as long
+        # as idle OpenMP threads sleep rather than spin, OMP_WAIT_POLICY=PASSIVE), unlike the wall-clock latency
+        "cpu_ms": cpu_ms if device.type == "cpu" else None,
         "achieved_gflops_per_s": None if total_flops is None else total_flops / 1e9 / median,
         "peak_memory_mb": max(0, peak) / 2**20, "runs": runs,
     }

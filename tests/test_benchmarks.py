@@ -64,8 +64,9 @@ def test_bench_train_smoke(minicity, tmp_path):
     assert len(curve) == 2 and curve[["plain_loss", "seglab_loss"]].notna().all().all()
     # the first step starts from the same weights on the same batch: the two losses differ only by precision
     assert curve["plain_loss"].iloc[0] == pytest.approx(curve["seglab_loss"].iloc[0], rel=0.05)
-    rows = _ratios(tmp_path, "training")
-    assert len(rows) == 2 and "RATIO training" in stdout and (tmp_path / "train.png").is_file()
+    rows = _ratios(tmp_path, "training")  # images/s, CPU seconds per image, val mIoU
+    assert len(rows) == 3 and "RATIO training" in stdout and (tmp_path / "train.png").is_file()
+    assert (table["cpu_speedup"] > 0).all()
 
 
 def test_bench_infer_smoke(tmp_path):

@@ -247,3 +247,17 @@ def test_cuda_tensors_count_like_cpu():
     gpu = ConfusionMatrix(C, device="cuda").update(pred.cuda(), target.cuda())
     assert torch.equal(gpu.matrix.cpu(), cpu.matrix)
     assert torch.equal(ConfusionMatrix(C).update(pred.cuda(), target.cuda()).matrix, cpu.matrix)
+
+
+def test_byte_fast_path_counts_like_the_general_path_in_chunks(monkeypatch):
+    """uint8 inputs take the OpenCV calcHist path (float32 counts, so big inputs go in chunks); int64 inputs with
+    values above 255 take the general bincount path: both must give the same matrix, whatever the chunk size."""
+    import seglab.metrics as metrics
+
+    pred, target = _data(seed=3)
+    pred[0, 0, :3] = 255  # predictions that are not a class
+    general = ConfusionMatrix(C)
+    general.update(torch.cat([pred.flatten(), torch.tensor([300])]), torch.cat([target.flatten(), torch.tensor([255])]))
+    monkeypatch.setattr(metrics, "_CALCHIST_EXACT", 97)  # many chunks, the last one partial
+    fast = ConfusionMatrix(C).update(pred.to(torch.uint8), target.to(torch.uint8))
+    assert torch.equal(fast._counts, general._counts) and fast.total == int((target != 255).sum())
