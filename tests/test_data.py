@@ -8,8 +8,9 @@ import torchvision
 from scipy.ndimage import maximum_filter, minimum_filter
 from torchvision import tv_tensors
 
-from seglab.data import (CityscapesSegmentation, SBDSegmentation, VOCSegmentation, build_dataset, class_frequencies,
-                         class_weights, denormalize, eval_transforms, find_sbd_root, train_transforms)
+from seglab.data import (CityscapesSegmentation, RandomScaleRotateCrop, SBDSegmentation, VOCSegmentation, build_dataset,
+                         class_frequencies, class_weights, denormalize, eval_transforms, find_sbd_root,
+                         train_transforms)
 from seglab.errors import SeglabError
 from seglab.labels import ID_TO_TRAINID, TRAINID_TO_COLOR
 
@@ -113,3 +114,20 @@ def test_class_frequencies_and_weights(minicity):
     weights = class_weights(counts)
     rare, common = counts.argmin(), counts.argmax()
     assert weights[rare] > weights[common]
+
+
+def test_scale_rotate_crop_at_scale_one_is_an_exact_crop():
+    """No rotation, shorter side kept: the single warp must reduce to a plain crop of the input, pixel for pixel."""
+    height, width = 60, 90
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    image = np.stack([rows, cols, np.zeros_like(rows)], axis=2).astype(np.uint8)
+    label = ((rows + cols) % 19).astype(np.int64)  # int64 masks go through the warp exactly too
+    transform = RandomScaleRotateCrop((32, 48), (height, height + 1), degrees=0)
+    torch.manual_seed(0)
+    for _ in range(5):
+        out_image, out_mask = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+                                        tv_tensors.Mask(torch.from_numpy(label)))
+        top, left = int(out_image[0, 0, 0]), int(out_image[1, 0, 0])
+        assert torch.equal(out_image, torch.from_numpy(image[top:top + 32, left:left + 48]).permute(2, 0, 1))
+        assert out_mask.dtype == torch.int64 and torch.equal(out_mask, torch.from_numpy(label[top:top + 32,
+                                                                                            left:left + 48]))
