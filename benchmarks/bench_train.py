@@ -12,11 +12,12 @@ loading, measured by bench_data.py, does not blur the comparison):
 
 Steps of the two arms alternate (plain, seglab, plain, ...) after one warm-up step each, so load from other processes
 hits both alike; images/s = batch / fastest step (the one least disturbed by other processes, as timeit reports). The
-CPU seconds of each step (all threads of the process) are recorded too: on a shared machine they barely move with
-other processes' load, so their ratio is the steadier figure. Then one model trains ``--curve-steps`` steps in both arms on the
-same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv`` and ``train.png``.
+CPU seconds of each step (all threads of the process) are recorded too (CSV): on a shared machine they barely move
+with other processes' load. Every model is measured at each batch size of ``--batch`` (default 2 and 8: bf16's gain
+grows with the batch, as fp32 falls out of the caches). Then one model trains ``--curve-steps`` steps in both arms on
+the same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv``, ``train.png``.
 
-    .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2] [--curve-steps 80]
+    .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2,8] [--curve-steps 80]
 """
 from __future__ import annotations
 
@@ -104,33 +105,42 @@ def alternate_steps(plain, seglab, batches, seed: int, warmup: int) -> dict[str,
     return record
 
 
-def throughput(config, model: str, args, work: Path) -> dict:
-    """images/s of both arms for one model at the benchmark crop and batch."""
-    plain, seglab = make_trainers(dataclasses.replace(config, model=model, crop=args.crop, batch_size=args.batch),
-                                  work / model)
-    batches = draw_batches(seglab.train_set, args.batch, args.warmup + args.steps, args.seed)
+def schedule_epochs(frames: int, batch: int, steps: int) -> int:
+    """Epochs whose LR schedule (warm-up, then decay to zero) spans ``steps`` steps of ``batch`` over ``frames``."""
+    return math.ceil(steps / max(1, frames // batch))
+
+
+def throughput(config, model: str, batch: int, frames: int, args, work: Path) -> dict:
+    """images/s of both arms for one model at the benchmark crop and ``batch``."""
+    plain, seglab = make_trainers(dataclasses.replace(config, model=model, crop=args.crop, batch_size=batch,
+                                                      epochs=schedule_epochs(frames, batch, args.warmup + args.steps)),
+                                  work / f"{model}_{batch}")
+    batches = draw_batches(seglab.train_set, batch, args.warmup + args.steps, args.seed)
     record = alternate_steps(plain, seglab, batches, args.seed, args.warmup)
     plain_s, seglab_s = min(record["plain_s"]), min(record["seglab_s"])
     plain_cpu, seglab_cpu = min(record["plain_cpu"]), min(record["seglab_cpu"])
-    row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": args.batch, "device": str(seglab.device),
+    row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": batch, "device": str(seglab.device),
            "seglab_precision": seglab.precision, "timed_steps": args.steps,
-           "plain_images_per_s": args.batch / plain_s, "seglab_images_per_s": args.batch / seglab_s,
-           "speedup": plain_s / seglab_s, "plain_cpu_s_per_image": plain_cpu / args.batch,
-           "seglab_cpu_s_per_image": seglab_cpu / args.batch, "cpu_speedup": plain_cpu / seglab_cpu}
-    print(f"  {model:<14} plain fp32 {row['plain_images_per_s']:6.2f} img/s   seglab {seglab.precision} + "
+           "plain_images_per_s": batch / plain_s, "seglab_images_per_s": batch / seglab_s,
+           "speedup": plain_s / seglab_s, "plain_cpu_s_per_image": plain_cpu / batch,
+           "seglab_cpu_s_per_image": seglab_cpu / batch, "cpu_speedup": plain_cpu / seglab_cpu}
+    print(f"  {model:<14} batch {batch:<3} plain fp32 {row['plain_images_per_s']:6.2f} img/s   seglab {seglab.precision} + "
           f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}   CPU s/image "
           f"{row['plain_cpu_s_per_image']:.2f} vs {row['seglab_cpu_s_per_image']:.2f}   x{row['cpu_speedup']:.2f}",
           flush=True)
     return row
 
 
-def learning_curve(config, args, work: Path) -> tuple:
+def learning_curve(config, frames: int, args, work: Path) -> tuple:
     """Both arms trained ``curve_steps`` steps on the same batches, then validated: (per-step table, summary)."""
     import pandas as pd
 
+    # the LR schedule spans exactly the steps run (warm-up, then decay to zero), as in a real run of that length
     plain, seglab = make_trainers(dataclasses.replace(config, model=args.curve_model, crop=args.curve_crop,
-                                                      batch_size=args.batch), work / "curve")
-    batches = draw_batches(seglab.train_set, args.batch, args.curve_steps, args.seed + 1)
+                                                      batch_size=args.batch[0],
+                                                      epochs=schedule_epochs(frames, args.batch[0], args.curve_steps)),
+                                  work / "curve")
+    batches = draw_batches(seglab.train_set, args.batch[0], args.curve_steps, args.seed + 1)
     record = alternate_steps(plain, seglab, batches, args.seed, warmup=0)
     curve = pd.DataFrame({"step": range(1, args.curve_steps + 1), "plain_loss": record["plain_loss"],
                           "seglab_loss": record["seglab_loss"]})
@@ -153,12 +163,12 @@ def plot(table, curve, summary: dict, device: str, path: Path) -> None:
     ax_speed, ax_curve = fig.subplots(1, 2, width_ratios=[1.1, 1])
     labels, values, colors = [], [], []
     for row in table.itertuples():
-        labels += [f"{row.model} plain fp32", f"{row.model} seglab"]
+        labels += [f"{row.model} b{row.batch} plain fp32", f"{row.model} b{row.batch} seglab"]
         values += [row.plain_images_per_s, row.seglab_images_per_s]
         colors += ["tab:gray", "tab:green"]
     barh(ax_speed, labels, values, "{:.2f}", colors)
     row = table.iloc[0]
-    ax_speed.set_xlabel(f"training images/s, crop {row['crop']}, batch {row['batch']} (higher is better)")
+    ax_speed.set_xlabel(f"training images/s, crop {row['crop']}, batch b (higher is better)")
     ax_speed.set_title(f"seglab ({row['seglab_precision']} autocast + channels_last) vs plain fp32 loop: "
                        f"x{table['speedup'].min():.1f}-{table['speedup'].max():.1f}", fontsize=10)
     window = max(1, len(curve) // 10)
@@ -197,14 +207,13 @@ def run(args) -> tuple:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = prepare_data(args, Path(tmp))
-        steps = max(args.curve_steps, args.warmup + args.steps)
-        per_epoch = max(1, len(build_dataset("cityscapes", data, "train")) // args.batch)
-        # the LR schedule spans at least the steps we run (epochs x steps per epoch), as in a real run of that length
-        config = TrainConfig(data=str(data), device=args.device, seed=args.seed, workers=0, progress=False,
-                             epochs=math.ceil(steps / per_epoch))
+        frames = len(build_dataset("cityscapes", data, "train"))
+        config = TrainConfig(data=str(data), device=args.device, seed=args.seed, workers=0, progress=False)
+
         print(f"training throughput, crop {args.crop[0]}x{args.crop[1]}, batch {args.batch}:", flush=True)
-        table = pd.DataFrame([throughput(config, model, args, Path(tmp)) for model in args.models or MODEL_NAMES])
-        curve, summary = learning_curve(config, args, Path(tmp))
+        table = pd.DataFrame([throughput(config, model, batch, frames, args, Path(tmp)) for batch in args.batch
+                              for model in args.models or MODEL_NAMES])
+        curve, summary = learning_curve(config, frames, args, Path(tmp))
     table["machine"] = machine(args.device)
     suffix = "" if args.device == "cpu" else "_gpu"
     write_csv(table, args.out / f"train{suffix}.csv")
@@ -214,10 +223,6 @@ def run(args) -> tuple:
     rows = [ratio_row("training", f"{row.model} images/s, crop {row.crop}, batch {row.batch}", row.seglab_images_per_s,
                       row.plain_images_per_s, "img/s", higher_is_better=True, peer_name="plain fp32 loop",
                       target=TARGET, device=args.device) for row in table.itertuples()]
-    if args.device == "cpu":  # CPU seconds per image: the same comparison, little changed by other processes' load
-        rows += [ratio_row("training", f"{row.model} CPU s per image, crop {row.crop}, batch {row.batch}",
-                           row.seglab_cpu_s_per_image, row.plain_cpu_s_per_image, "s", higher_is_better=False,
-                           peer_name="plain fp32 loop", target=TARGET) for row in table.itertuples()]
     rows.append(ratio_row("training", f"{summary['model']} val mIoU after {summary['steps']} steps, crop "
                           f"{summary['crop']}", summary["seglab_miou"], summary["plain_miou"], "mIoU",
                           higher_is_better=True, peer_name="plain fp32 loop", device=args.device,
@@ -238,7 +243,8 @@ def main() -> None:
     parser.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
                         help="comma-separated registry names (default: all)")
     parser.add_argument("--crop", type=_size, default=(256, 512), help="H,W of the throughput crops")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=lambda s: [int(v) for v in s.split(",")], default=[2, 8],
+                        help="batch sizes of the throughput runs, comma-separated (the learning curve uses the first)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per arm and model")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per arm and model")
     parser.add_argument("--curve-model", default="unet")
