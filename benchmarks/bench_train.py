@@ -172,11 +172,12 @@ def plot(table, curve, summary: dict, device: str, path: Path) -> None:
     ax_speed.set_title(f"seglab ({row['seglab_precision']} autocast + channels_last) vs plain fp32 loop: "
                        f"x{table['speedup'].min():.1f}-{table['speedup'].max():.1f}", fontsize=10)
     window = max(1, len(curve) // 10)
-    for arm, color in (("plain", "tab:gray"), ("seglab", "tab:green")):
-        ax_curve.plot(curve["step"], curve[f"{arm}_loss"], color=color, alpha=0.3, linewidth=1)
+    # plain drawn last and dashed: the two curves often coincide, and both must stay visible
+    for arm, color, style in (("seglab", "tab:green", "-"), ("plain", "tab:gray", "--")):
+        ax_curve.plot(curve["step"], curve[f"{arm}_loss"], color=color, alpha=0.3, linewidth=1, linestyle=style)
         label = f"{arm}: val mIoU {summary[f'{arm}_miou']:.3f} ({summary[f'{arm}_seconds']:.0f} s)"
         ax_curve.plot(curve["step"], curve[f"{arm}_loss"].rolling(window, min_periods=1).mean(), color=color,
-                      linewidth=2, label=label)
+                      linewidth=2, linestyle=style, label=label)
     ax_curve.set_xlabel(f"step ({summary['model']}, crop {summary['crop']}, same batches in both arms)")
     ax_curve.set_ylabel("training loss")
     ax_curve.legend(fontsize=9)
