@@ -300,9 +300,6 @@ def build_dataset(dataset: str, root: str | Path, split: str, transforms: Callab
 
 
 # ------------------------------------------------------------------------------------------------ transforms
-_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
-
-
 def _to_float_normalized() -> list[v2.Transform]:
     return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
@@ -312,8 +309,9 @@ class RandomScaleRotateCrop(v2.Transform):
     """Random scale (shorter side drawn from ``size_range``), rotation and ``crop_size`` crop as ONE OpenCV affine
     warp evaluated only on the crop window; the image bilinear (fill 0), a ``tv_tensors.Mask`` nearest (fill 255).
 
-    The same distribution as RandomResize -> RandomRotation -> RandomCrop(pad_if_needed) in a row, without first
-    resizing and rotating the whole frame: at 1024x2048 with a 512x1024 crop that is several times less work.
+    The same random geometry as RandomResize -> RandomRotation -> RandomCrop(pad_if_needed) in a row (downscaling
+    without antialiasing), without first resizing and rotating the whole frame: at 1024x2048 with a 512x1024 crop
+    about 6x less work (benchmarks/bench_data.py).
     """
 
     def __init__(self, crop_size: tuple[int, int], size_range: tuple[int, int], degrees: float = 0.0) -> None:
@@ -323,9 +321,7 @@ class RandomScaleRotateCrop(v2.Transform):
         self.degrees = float(degrees)
 
     def make_params(self, flat_inputs: list) -> dict:
-        from torchvision.transforms.v2._utils import query_size
-
-        height, width = query_size(flat_inputs)
+        height, width = v2.query_size(flat_inputs)
         shorter = int(torch.randint(*self.size_range, size=()))
         scaled_h, scaled_w = _resized_shape(height, width, shorter)
         angle = float(torch.empty(()).uniform_(-self.degrees, self.degrees)) if self.degrees else 0.0
