@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import (DEFAULT_OUT, alternate, barh, machine, ratio_row, record_ratios,  # noqa: E402
-                               save_plot, write_csv)
+from benchmarks.common import (DEFAULT_OUT, alternate, barh, comma_separated, machine, ratio_row,  # noqa: E402
+                               record_ratios, save_plot, write_csv)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -171,10 +171,6 @@ def run(args) -> object:
     return table
 
 
-def _pair(cast):
-    return lambda text: tuple(cast(v) for v in text.split(","))
-
-
 def main() -> None:
     from seglab.config import TrainConfig
 
@@ -184,8 +180,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames to generate when --data is not given")
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--crop", type=_pair(int), default=(512, 1024), help="H,W")
-    parser.add_argument("--scale-range", type=_pair(float), default=defaults.scale_range)
+    parser.add_argument("--crop", type=comma_separated(int, 2), default=(512, 1024), help="H,W")
+    parser.add_argument("--scale-range", type=comma_separated(float, 2), default=defaults.scale_range)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader workers (trainer default)")
     parser.add_argument("--repeat", type=int, default=3, help="epochs of each pipeline, alternating; best kept")

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import DEFAULT_OUT, barh, machine, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402
+from benchmarks.common import (DEFAULT_OUT, barh, comma_separated, machine, ratio_row, record_ratios,  # noqa: E402
+                               save_plot, write_csv)
 
 # The older repositories' GPU figures at 1024x2048, batch 1 (latency in s incl. file I/O, memory in GB from nvidia-smi)
 OLDER_GPU_FIGURES = {"unet": (0.14, 5.1), "fcn8s": (0.11, 1.9), "deeplabv3plus_r50_os8": (0.20, 2.3),
@@ -187,18 +188,14 @@ def run(args) -> tuple:
     return table, peak_table
 
 
-def _list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--models", type=_list, default=None, help="comma-separated registry names (default: all)")
-    parser.add_argument("--precisions", type=_list, default=["fp32", "bf16"], help="for every model")
-    parser.add_argument("--compare-precisions", type=_list, default=["bf16"],
+    parser.add_argument("--models", type=comma_separated(), default=None, help="comma-separated registry names (default: all)")
+    parser.add_argument("--precisions", type=comma_separated(), default=["fp32", "bf16"], help="for every model")
+    parser.add_argument("--compare-precisions", type=comma_separated(), default=["bf16"],
                         help="for DeepLabV3+ R50 OS8/OS16 and torchvision deeplabv3_resnet50")
     parser.add_argument("--no-compare", action="store_true", help="skip the ResNet-50 / torchvision comparison")
     parser.add_argument("--warmup", type=int, default=1)

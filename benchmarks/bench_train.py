@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import DEFAULT_OUT, barh, machine, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402,I001
+from benchmarks.common import (DEFAULT_OUT, barh, comma_separated, machine, ratio_row, record_ratios,  # noqa: E402,I001
+                               save_plot, write_csv)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -233,26 +234,21 @@ def run(args) -> tuple:
     return table, curve, summary
 
 
-def _size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.split(","))
-    return height, width
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
+    parser.add_argument("--models", type=comma_separated(), default=None,
                         help="comma-separated registry names (default: all)")
-    parser.add_argument("--crop", type=_size, default=(256, 512), help="H,W of the throughput crops")
-    parser.add_argument("--batch", type=lambda s: [int(v) for v in s.split(",")], default=[2, 8],
+    parser.add_argument("--crop", type=comma_separated(int, 2), default=(256, 512), help="H,W of the throughput crops")
+    parser.add_argument("--batch", type=comma_separated(int), default=[2, 8],
                         help="batch sizes of the throughput runs, comma-separated (the learning curve uses the first)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per arm and model")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per arm and model")
     parser.add_argument("--curve-model", default="unet")
     parser.add_argument("--curve-steps", type=int, default=80)
-    parser.add_argument("--curve-crop", type=_size, default=(128, 256), help="H,W of the learning-curve crops")
+    parser.add_argument("--curve-crop", type=comma_separated(int, 2), default=(128, 256), help="H,W of the learning-curve crops")
     parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root (default: a fresh MiniCity)")
-    parser.add_argument("--data-size", type=_size, default=(256, 512), help="H,W of the generated MiniCity")
+    parser.add_argument("--data-size", type=comma_separated(int, 2), default=(256, 512), help="H,W of the generated MiniCity")
     parser.add_argument("--train-frames", type=int, default=16)
     parser.add_argument("--val-frames", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)

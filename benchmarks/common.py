@@ -31,6 +31,20 @@ RATIO_COLUMNS = ["benchmark", "figure", "seglab", "peer", "unit", "ratio", "targ
                  "date", "machine", "load"]
 
 
+# ------------------------------------------------------------------------------------------------ arguments
+def comma_separated(cast: Callable = str, length: int | None = None) -> Callable[[str], list | tuple]:
+    """argparse type for "a,b,c": a list of ``cast`` values (empty items dropped), or with ``length`` a tuple of
+    exactly that many (e.g. ``comma_separated(int, 2)`` for "H,W")."""
+    def parse(text: str) -> list | tuple:
+        values = [cast(item.strip()) for item in text.split(",") if item.strip()]
+        if length is None:
+            return values
+        if len(values) != length:
+            raise argparse.ArgumentTypeError(f"expected {length} comma-separated values, got {text!r}")
+        return tuple(values)
+    return parse
+
+
 # ------------------------------------------------------------------------------------------------ the machine
 def load_average() -> float:
     """1-minute load average (0.0 where the OS does not report one): how busy the shared CPU was."""
