@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import (DEFAULT_OUT, barh, comma_separated, machine, ratio_row, record_ratios,  # noqa: E402
-                               save_plot, write_csv)
+from benchmarks.common import (DEFAULT_OUT, barh, comma_separated, machine, matmul_peaks,  # noqa: E402,I001
+                               matmul_size, ratio_row, record_ratios, save_plot, write_csv)
 
 # The older repositories' GPU figures at 1024x2048, batch 1 (latency in s incl. file I/O, memory in GB from nvidia-smi)
 OLDER_GPU_FIGURES = {"unet": (0.14, 5.1), "fcn8s": (0.11, 1.9), "deeplabv3plus_r50_os8": (0.20, 2.3),
@@ -50,27 +50,6 @@ def comparison_configs() -> list[Config]:
     return [Config("deeplabv3plus_r50_os8", "deeplabv3plus", {"backbone": "resnet50", "output_stride": 8}),
             Config("torchvision_deeplabv3_resnet50", "deeplabv3_resnet50", TV_OPTIONS, peer=True),
             Config("deeplabv3plus_r50_os16", "deeplabv3plus", {"backbone": "resnet50", "output_stride": 16})]
-
-
-def matmul_gflops(dtype_name: str, device: str, size: int, repeat: int = 3) -> float:
-    """Best GFLOP/s of an (n x n) @ (n x n) torch.matmul in ``dtype_name``: the dense-math ceiling of the machine."""
-    import torch
-
-    from seglab.runtime import synchronize
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
-    dev = torch.device(device)
-    a = torch.randn(size, size, device=dev).to(dtype)
-    b = torch.randn(size, size, device=dev).to(dtype)
-    torch.matmul(a, b)  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        synchronize(dev)
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        synchronize(dev)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def measure(config: Config, precision: str, args) -> dict:
@@ -161,15 +140,14 @@ def run(args) -> tuple:
 
     args.device = str(resolve_device(args.device))
     names = args.models or list(MODEL_NAMES)
-    size = args.matmul_size or (8192 if args.device.startswith("cuda") else 4096)
+    size = matmul_size(args.device, args.matmul_size)
     dtypes = list(dict.fromkeys(args.precisions + ([] if args.no_compare else args.compare_precisions)))
-    before = {p: matmul_gflops(p, args.device, size) for p in dtypes}
-    print("matmul peak (GFLOP/s): " + ", ".join(f"{p} {v:.0f}" for p, v in before.items()), flush=True)
+    before = matmul_peaks(dtypes, args.device, size)
     rows = [measure(config, precision, args) for config in registry_configs(names) for precision in args.precisions]
     if not args.no_compare:
         rows += [measure(config, precision, args) for config in comparison_configs()
                  for precision in args.compare_precisions]
-    after = {p: matmul_gflops(p, args.device, size) for p in dtypes}
+    after = matmul_peaks(dtypes, args.device, size)
     peaks = {p: max(before[p], after[p]) for p in dtypes}
     table = pd.DataFrame(rows)
     table["matmul_peak_gflops_per_s"] = table["precision"].map(peaks)

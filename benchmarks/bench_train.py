@@ -13,7 +13,10 @@ loading, measured by bench_data.py, does not blur the comparison):
 Steps of the two arms alternate (plain, seglab, plain, ...) after one warm-up step each, so load from other processes
 hits both alike; images/s = batch / fastest step (the one least disturbed by other processes, as timeit reports). The
 CPU seconds of each step (all threads of the process) are recorded too (CSV): on a shared machine they barely move
-with other processes' load. Every model is measured at each batch size of ``--batch`` (default 2 and 8: bf16's gain
+with other processes' load. Each step's FLOPs (forward + backward, counted once on the ``meta`` device) over its
+seconds give the achieved GFLOP/s of each arm, next to the fp32 and bf16 matmul peaks measured before and after in
+the same run: a model whose plain fp32 step already runs near the fp32 peak cannot gain more from bf16 than the
+ratio of the two peaks (the ``ceiling_speedup`` column: seglab's step at its precision's peak). Every model is measured at each batch size of ``--batch`` (default 2 and 8: bf16's gain
 grows with the batch, as fp32 falls out of the caches). Then one model trains ``--curve-steps`` steps in both arms on
 the same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv``, ``train.png``.
 
@@ -22,6 +25,7 @@ the same batches, and both are validated. Writes ``outputs/benchmarks/train.csv`
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import sys
@@ -30,8 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import (DEFAULT_OUT, barh, comma_separated, machine, ratio_row, record_ratios,  # noqa: E402,I001
-                               save_plot, write_csv)
+from benchmarks.common import (DEFAULT_OUT, barh, comma_separated, machine, matmul_peaks, ratio_row,  # noqa: E402,I001
+                               record_ratios, save_plot, write_csv)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -54,6 +58,19 @@ def plain_step(trainer, images: torch.Tensor, targets: torch.Tensor) -> torch.Te
     optimizer.step()
     trainer.scheduler.step()
     return loss.detach()
+
+
+def step_flops(model: nn.Module, batch: int, crop: tuple[int, int]) -> int:
+    """FLOPs of one training step's forward and backward (multiply-add = 2) at ``batch`` x ``crop``, counted by
+    FlopCounterMode on a ``meta``-device copy of ``model``: shapes only, nothing computed."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").train()
+    images = torch.zeros(batch, 3, *crop, device="meta")
+    targets = torch.zeros(batch, *crop, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(meta(images), targets, ignore_index=IGNORE_INDEX).backward()
+    return int(counter.get_total_flops())
 
 
 def make_trainers(config, out: Path):
@@ -120,16 +137,32 @@ def throughput(config, model: str, batch: int, frames: int, args, work: Path) ->
     record = alternate_steps(plain, seglab, batches, args.seed, args.warmup)
     plain_s, seglab_s = min(record["plain_s"]), min(record["seglab_s"])
     plain_cpu, seglab_cpu = min(record["plain_cpu"]), min(record["seglab_cpu"])
+    gflop = step_flops(plain.model, batch, args.crop) / 1e9
     row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": batch, "device": str(seglab.device),
            "seglab_precision": seglab.precision, "timed_steps": args.steps,
            "plain_images_per_s": batch / plain_s, "seglab_images_per_s": batch / seglab_s,
            "speedup": plain_s / seglab_s, "plain_cpu_s_per_image": plain_cpu / batch,
-           "seglab_cpu_s_per_image": seglab_cpu / batch, "cpu_speedup": plain_cpu / seglab_cpu}
+           "seglab_cpu_s_per_image": seglab_cpu / batch, "cpu_speedup": plain_cpu / seglab_cpu,
+           "step_gflop": gflop, "plain_gflops_per_s": gflop / plain_s, "seglab_gflops_per_s": gflop / seglab_s}
     print(f"  {model:<14} batch {batch:<3} plain fp32 {row['plain_images_per_s']:6.2f} img/s   seglab {seglab.precision} + "
-          f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}   CPU s/image "
-          f"{row['plain_cpu_s_per_image']:.2f} vs {row['seglab_cpu_s_per_image']:.2f}   x{row['cpu_speedup']:.2f}",
-          flush=True)
+          f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}   GFLOP/s "
+          f"{row['plain_gflops_per_s']:.0f} vs {row['seglab_gflops_per_s']:.0f}   CPU s/image "
+          f"{row['plain_cpu_s_per_image']:.2f} vs {row['seglab_cpu_s_per_image']:.2f}", flush=True)
     return row
+
+
+def add_ceilings(table, peaks: dict[str, float]) -> None:
+    """Columns relating each arm's achieved GFLOP/s to the matmul peak of its precision, and the speedup seglab's
+    step would have at its precision's peak (its ceiling, given how close the plain step already is to fp32's)."""
+    table["plain_peak_gflops_per_s"] = peaks["fp32"]
+    table["seglab_peak_gflops_per_s"] = table["seglab_precision"].map(peaks)
+    table["plain_fraction_of_peak"] = table["plain_gflops_per_s"] / table["plain_peak_gflops_per_s"]
+    table["seglab_fraction_of_peak"] = table["seglab_gflops_per_s"] / table["seglab_peak_gflops_per_s"]
+    table["ceiling_speedup"] = table["seglab_peak_gflops_per_s"] / table["plain_gflops_per_s"]
+    for row in table.itertuples():
+        print(f"  {row.model:<14} batch {row.batch:<3} plain at {row.plain_fraction_of_peak:4.0%} of the fp32 peak, "
+              f"seglab at {row.seglab_fraction_of_peak:4.0%} of the {row.seglab_precision} peak: x{row.speedup:.2f} "
+              f"of at most x{row.ceiling_speedup:.2f}", flush=True)
 
 
 def learning_curve(config, frames: int, args, work: Path) -> tuple:
@@ -160,14 +193,19 @@ def learning_curve(config, frames: int, args, work: Path) -> tuple:
 def plot(table, curve, summary: dict, device: str, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, max(3.2, 0.55 * len(table) + 1.4)), layout="constrained")
-    ax_speed, ax_curve = fig.subplots(1, 2, width_ratios=[1.1, 1])
-    labels, values, colors = [], [], []
+    fig = Figure(figsize=(17, max(3.2, 0.55 * len(table) + 1.4)), layout="constrained")
+    ax_speed, ax_peak, ax_curve = fig.subplots(1, 3, width_ratios=[1.1, 0.6, 1])
+    labels, values, fractions, colors = [], [], [], []
     for row in table.itertuples():
         labels += [f"{row.model} b{row.batch} plain fp32", f"{row.model} b{row.batch} seglab"]
         values += [row.plain_images_per_s, row.seglab_images_per_s]
+        fractions += [100 * row.plain_fraction_of_peak, 100 * row.seglab_fraction_of_peak]
         colors += ["tab:gray", "tab:green"]
     barh(ax_speed, labels, values, "{:.2f}", colors)
+    barh(ax_peak, labels, fractions, "{:.0f}%", colors)
+    ax_peak.set_yticks([])
+    ax_peak.set_xlabel("% of the matmul peak of the arm's precision")
+    ax_peak.set_title("how close each step is to the machine's ceiling", fontsize=10)
     row = table.iloc[0]
     ax_speed.set_xlabel(f"training images/s, crop {row['crop']}, batch b (higher is better)")
     ax_speed.set_title(f"seglab ({row['seglab_precision']} autocast + channels_last) vs plain fp32 loop: "
@@ -205,16 +243,21 @@ def run(args) -> tuple:
     from seglab.config import TrainConfig
     from seglab.data import build_dataset
     from seglab.models import MODEL_NAMES
+    from seglab.runtime import resolve_device, resolve_precision
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = prepare_data(args, Path(tmp))
         frames = len(build_dataset("cityscapes", data, "train"))
         config = TrainConfig(data=str(data), device=args.device, seed=args.seed, workers=0, progress=False)
+        precisions = list(dict.fromkeys(["fp32", resolve_precision(config.precision, resolve_device(args.device))]))
+        before = matmul_peaks(precisions, args.device, args.matmul_size)
 
         print(f"training throughput, crop {args.crop[0]}x{args.crop[1]}, batch {args.batch}:", flush=True)
         table = pd.DataFrame([throughput(config, model, batch, frames, args, Path(tmp)) for batch in args.batch
                               for model in args.models or MODEL_NAMES])
+        after = matmul_peaks(precisions, args.device, args.matmul_size)
+        add_ceilings(table, {p: max(before[p], after[p]) for p in precisions})
         curve, summary = learning_curve(config, frames, args, Path(tmp))
     table["machine"] = machine(args.device)
     suffix = "" if args.device == "cpu" else "_gpu"
@@ -224,7 +267,10 @@ def run(args) -> tuple:
     plot(table, curve, summary, args.device, args.out / f"train{suffix}.png")
     rows = [ratio_row("training", f"{row.model} images/s, crop {row.crop}, batch {row.batch}", row.seglab_images_per_s,
                       row.plain_images_per_s, "img/s", higher_is_better=True, peer_name="plain fp32 loop",
-                      target=TARGET, device=args.device) for row in table.itertuples()]
+                      target=TARGET, device=args.device,
+                      detail=f"plain {row.plain_fraction_of_peak:.0%} of the fp32 matmul peak, seglab "
+                      f"{row.seglab_fraction_of_peak:.0%} of the {row.seglab_precision} peak; ceiling "
+                      f"x{row.ceiling_speedup:.2f}") for row in table.itertuples()]
     rows.append(ratio_row("training", f"{summary['model']} val mIoU after {summary['steps']} steps, crop "
                           f"{summary['crop']}", summary["seglab_miou"], summary["plain_miou"], "mIoU",
                           higher_is_better=True, peer_name="plain fp32 loop", device=args.device,
@@ -252,6 +298,8 @@ def main() -> None:
     parser.add_argument("--train-frames", type=int, default=16)
     parser.add_argument("--val-frames", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--matmul-size", type=int, default=None, help="n of the n x n peak-measuring matmul (default "
+                        "4096 CPU, 8192 CUDA)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     run(parser.parse_args())
 

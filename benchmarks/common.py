@@ -113,6 +113,41 @@ def alternate(arms: dict[str, Callable[[], object]], repeat: int) -> tuple[dict[
     return results, seconds
 
 
+# ------------------------------------------------------------------------------------------------ ceilings
+def matmul_gflops(dtype_name: str, device: str, size: int, repeat: int = 3) -> float:
+    """Best GFLOP/s of an (n x n) @ (n x n) torch.matmul in ``dtype_name``: the dense-math ceiling of the machine."""
+    import torch
+
+    from seglab.runtime import synchronize
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    dev = torch.device(device)
+    a = torch.randn(size, size, device=dev).to(dtype)
+    b = torch.randn(size, size, device=dev).to(dtype)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        synchronize(dev)
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        synchronize(dev)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def matmul_size(device: str, size: int | None = None) -> int:
+    """n of the peak-measuring matmul: ``size`` if given, else 4096 on CPU (about a second in fp32) and 8192 on CUDA."""
+    return size or (8192 if device.startswith("cuda") else 4096)
+
+
+def matmul_peaks(dtype_names: Sequence[str], device: str, size: int | None = None) -> dict[str, float]:
+    """``matmul_gflops`` of each dtype at ``matmul_size(device, size)``, printed as one line."""
+    size = matmul_size(device, size)
+    peaks = {name: matmul_gflops(name, device, size) for name in dtype_names}
+    print("matmul peak (GFLOP/s): " + ", ".join(f"{p} {v:.0f}" for p, v in peaks.items()), flush=True)
+    return peaks
+
+
 # ------------------------------------------------------------------------------------------------ writing
 def write_csv(table, path: Path) -> Path:
     """A pandas table as CSV, atomically; returns the path."""
@@ -174,11 +209,13 @@ def summary_markdown(out: Path) -> str:
     if not path.is_file():
         raise SystemExit(f"error: {path} does not exist; run `make bench` (or a benchmarks/bench_*.py script) first")
     table = pd.read_csv(path)
-    lines = ["| benchmark | figure | seglab | peer | ratio | target |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| benchmark | figure | seglab | peer | ratio | target | notes |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for row in table.itertuples():
         target = "" if pd.isna(row.target) else f"≥ {row.target:g}× ({'met' if row.met else 'not met'})"
+        notes = "" if pd.isna(row.detail) else row.detail
         lines.append(f"| {row.benchmark} | {row.figure} | {row.seglab:.3g} | {row.peer:.3g} {row.peer_name} "
-                     f"| **{row.ratio:.2f}×** | {target} |")
+                     f"| **{row.ratio:.2f}×** | {target} | {notes} |")
     lines.append("")
     for name, rows in table.groupby("machine", sort=False):
         when = ", ".join(sorted(set(rows["date"].astype(str))))

@@ -55,9 +55,23 @@ def test_bench_data_smoke(minicity, tmp_path):
     assert (tmp_path / "data.png").is_file()
 
 
+def test_step_flops_counts_forward_and_backward():
+    from torch import nn
+
+    from benchmarks.bench_train import step_flops
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 1))
+    batch, height, width = 2, 8, 16
+    first, second = 2 * batch * height * width * 4 * 3 * 9, 2 * batch * height * width * 5 * 4  # multiply-adds x 2
+    # forward of both convs; backward: both weight gradients, the input gradient of the second only (images need none)
+    assert step_flops(model, batch, (height, width)) == 2 * first + 3 * second
+    assert next(model.parameters()).device.type == "cpu"  # counted on a meta copy, the model itself is untouched
+
+
 def test_bench_train_smoke(minicity, tmp_path):
     stdout = _run("bench_train.py", "--data", str(minicity), "--models", "unet", "--crop", "64,128", "--batch", "2,4",
-                  "--steps", "1", "--curve-steps", "2", "--curve-crop", "64,128", "--out", str(tmp_path))
+                  "--steps", "1", "--curve-steps", "2", "--curve-crop", "64,128", "--matmul-size", "256",
+                  "--out", str(tmp_path))
     table = pd.read_csv(tmp_path / "train.csv")
     assert table["model"].tolist() == ["unet", "unet"] and table["batch"].tolist() == [2, 4]
     assert (table["speedup"] > 0).all()
@@ -67,7 +81,8 @@ def test_bench_train_smoke(minicity, tmp_path):
     assert curve["plain_loss"].iloc[0] == pytest.approx(curve["seglab_loss"].iloc[0], rel=0.05)
     rows = _ratios(tmp_path, "training")  # images/s at batch 2 and 4, val mIoU
     assert len(rows) == 3 and "RATIO training" in stdout and (tmp_path / "train.png").is_file()
-    assert (table["cpu_speedup"] > 0).all()
+    assert (table["cpu_speedup"] > 0).all() and (table["step_gflop"] > 0).all()
+    assert (table["ceiling_speedup"] > 0).all() and "of the fp32 peak" in stdout
 
 
 def test_bench_infer_smoke(tmp_path):
@@ -78,3 +93,11 @@ def test_bench_infer_smoke(tmp_path):
     assert (table["gflops"] > 0).all() and (table["matmul_peak_gflops_per_s"] > 0).all()
     assert pd.read_csv(tmp_path / "infer_peak.csv")["dtype"].tolist() == ["fp32"]
     assert "matmul peak" in stdout and (tmp_path / "infer.png").is_file()
+
+
+def test_summary_table_lists_every_ratio_with_its_notes(tmp_path):
+    _run("bench_eval.py", "--frames", "1", "--height", "32", "--width", "64", "--repeat", "1", "--out", str(tmp_path))
+    printed = _run("common.py", str(tmp_path))
+    rows = [line for line in printed.splitlines() if line.startswith("| evaluation |")]
+    assert len(rows) == len(_ratios(tmp_path, "evaluation")) and "identical confusion matrix" in rows[0]
+    assert (tmp_path / "summary.md").read_text() == printed and "Taken " in printed
