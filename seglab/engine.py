@@ -29,7 +29,7 @@ from seglab.infer import evaluate
 from seglab.labels import IGNORE_INDEX, get_label_set
 from seglab.models import build_model
 from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
-                            seed_everything)
+                            seed_everything, tune_kernels_for_fixed_shapes)
 
 
 
@@ -135,6 +135,7 @@ class Trainer:
         self.config, self.out = config, Path(config.out)
         self.dist, self.device = init_distributed(config.device)
         self.precision = resolve_precision(config.precision, self.device)
+        tune_kernels_for_fixed_shapes(self.device)  # every training batch has the crop's shape
         label_set = get_label_set(config.dataset)
         self.class_names, self.num_classes = list(label_set.classes), label_set.num_classes
         seed_everything(config.seed)

@@ -17,7 +17,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from seglab.errors import SeglabError
-from seglab.runtime import autocast, resolve_device, resolve_precision, synchronize
+from seglab.runtime import (autocast, resolve_device, resolve_precision, synchronize,
+                            tune_kernels_for_fixed_shapes)
 
 
 def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
@@ -78,8 +79,7 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
             total_flops = count_flops(make(), height, width)
     model = make()
     params = sum(p.numel() for p in model.parameters())
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels during warm-up
+    tune_kernels_for_fixed_shapes(device)  # the warm-up runs pick cuDNN's fastest kernels for this input size
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     inputs = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=memory_format)

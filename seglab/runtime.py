@@ -51,6 +51,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+def tune_kernels_for_fixed_shapes(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution kernels on the first batch of each shape and keep the fastest
+    (``cudnn.benchmark``): it pays when shapes repeat, as with fixed training crops or a profiled input size."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def autocast(device: torch.device, precision: str):
     """An autocast context for ``precision`` ('fp32' gives a no-op context)."""
     if precision == "fp32":

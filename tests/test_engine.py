@@ -92,6 +92,16 @@ def test_bf16_channels_last_training_runs(minicity, tmp_path):
     assert np.isfinite(history["train_loss"]).all()
 
 
+def test_cudnn_kernel_tuning_only_on_cuda(monkeypatch):
+    from seglab.runtime import tune_kernels_for_fixed_shapes
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_kernels_for_fixed_shapes(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_kernels_for_fixed_shapes(torch.device("cuda"))  # only sets a flag: no GPU needed
+    assert torch.backends.cudnn.benchmark is True
+
+
 def test_cli_train_evaluate_export_predict(minicity, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--model", "unet", "--option", "base_width=8", "--option", "depth=3", "--data",
