@@ -46,21 +46,20 @@ class PeerTransforms:
 
 
 def conventional_transforms(crop: tuple[int, int], base_size: int, scale_range: tuple[float, float],
-                            rotation: float = 10.0, jitter: float = 0.3):
-    """The usual transforms.v2 chain with seglab's parameters: resize and rotate the whole frame, then crop."""
+                            rotation: float = 10.0):
+    """seglab's training chain with its one-warp geometry replaced by the usual transforms.v2 steps on the whole
+    frame (resize, rotate, then crop); flip, jitter and normalisation are seglab's own, so only the geometry differs."""
     from torchvision.transforms import v2
 
-    from seglab.data import IMAGENET_MEAN, IMAGENET_STD
+    from seglab.data import RandomScaleRotateCrop, train_transforms
 
+    ours = train_transforms(crop, base_size, scale_range, rotation)
+    warp, rest = ours.transforms[0], ours.transforms[1:]
+    assert isinstance(warp, RandomScaleRotateCrop), "train_transforms no longer starts with its one-warp geometry"
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: 255}
-    shortest = max(1, int(base_size * scale_range[0]))
-    return v2.Compose([
-        v2.RandomResize(shortest, max(shortest + 1, int(base_size * scale_range[1]))),
-        v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR, fill=fill),
-        v2.RandomCrop(crop, pad_if_needed=True, fill=fill), v2.RandomHorizontalFlip(),
-        v2.ColorJitter(jitter, jitter, jitter, min(0.5, jitter / 3)),
-        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return v2.Compose([v2.RandomResize(*warp.size_range),
+                       v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR, fill=fill),
+                       v2.RandomCrop(crop, pad_if_needed=True, fill=fill), *rest])
 
 
 def pipelines(root: Path, crop: tuple[int, int], scale_range: tuple[float, float]):

@@ -16,8 +16,9 @@ CPU seconds of each step (all threads of the process) are recorded too (CSV): on
 with other processes' load. Each step's FLOPs (forward + backward, counted once on the ``meta`` device) over its
 seconds give the achieved GFLOP/s of each arm, next to the fp32 and bf16 matmul peaks measured before and after in
 the same run: a model whose plain fp32 step already runs near the fp32 peak cannot gain more from bf16 than the
-ratio of the two peaks (the ``ceiling_speedup`` column: seglab's step at its precision's peak). Every model is measured at each batch size of ``--batch`` (default 2 and 8: bf16's gain
-grows with the batch, as fp32 falls out of the caches). Then one model trains ``--curve-steps`` steps in both arms on
+ratio of the two peaks (the ``ceiling_speedup`` column: seglab's step at its precision's peak). Every model is
+measured at each batch size of ``--batch`` (default 2 and 8: bf16's gain grows with the batch, as fp32 falls out of
+the caches). Then one model trains ``--curve-steps`` steps in both arms on
 the same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv``, ``train.png``.
 
     .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2,8] [--curve-steps 80]
