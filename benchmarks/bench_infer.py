@@ -2,7 +2,7 @@
 machine's own fp32 and bf16 matmul peak measured in the same run, and seglab's DeepLabV3+ ResNet-50 next to
 torchvision's deeplabv3_resnet50 at the same precision and size.
 
-Every (model, precision) is measured by ``seglab.profile.profile_model`` in a fresh process (warm-up, then the median
+Every (model, precision) is measured by ``seglab.profiling.profile_model`` in a fresh process (warm-up, then the median
 of the timed forwards under ``torch.inference_mode`` with channels_last; FLOPs counted on the meta device; CPU memory =
 peak resident set size of that process above its size before the first forward; CUDA memory = peak allocated). The
 matmul peak (a large ``torch.matmul`` per dtype) is taken before and after the models; the higher value is the ceiling.
@@ -54,7 +54,7 @@ def comparison_configs() -> list[Config]:
 
 def measure(config: Config, precision: str, args) -> dict:
     """profile_model for one config and precision (isolated process), with the config's label."""
-    from seglab.profile import profile_model
+    from seglab.profiling import profile_model
 
     builder = None
     if config.peer:

@@ -261,7 +261,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_profile(args: argparse.Namespace) -> None:
     from seglab.files import atomic_write
-    from seglab.profile import profile_models
+    from seglab.profiling import profile_models
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     table = profile_models(names, num_classes=args.num_classes, height=args.height, width=args.width,

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -26,7 +25,8 @@ from seglab.files import atomic_write
 from seglab.data import build_dataset, class_frequencies, class_weights, eval_transforms, train_transforms
 from seglab.errors import SeglabError
 from seglab.infer import evaluate
-from seglab.labels import IGNORE_INDEX, get_label_set
+from seglab.losses import SegmentationLoss
+from seglab.labels import get_label_set
 from seglab.models import build_model
 from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
                             seed_everything, tune_kernels_for_fixed_shapes)
@@ -34,32 +34,6 @@ from seglab.runtime import (autocast, cleanup_distributed, init_distributed, res
 
 
 # ------------------------------------------------------------------------------------------------ pieces
-class SegmentationLoss(nn.Module):
-    """Cross-entropy with ignore 255 (optional class weights), plus an optional soft-Dice term on valid pixels."""
-
-    def __init__(self, weight: torch.Tensor | None = None, dice_weight: float = 0.0) -> None:
-        super().__init__()
-        self.register_buffer("weight", weight if weight is not None else None)
-        self.dice_weight = dice_weight
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        loss = F.cross_entropy(logits, target, weight=self.weight, ignore_index=IGNORE_INDEX)
-        if self.dice_weight:
-            loss = loss + self.dice_weight * soft_dice_loss(logits, target)
-        return loss
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - mean soft Dice over classes, ignored pixels excluded."""
-    valid = (target != IGNORE_INDEX).unsqueeze(1)
-    probs = logits.softmax(1) * valid
-    one_hot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2) * valid
-    inter = (probs * one_hot).sum((0, 2, 3))
-    union = probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
-    return 1 - ((2 * inter + eps) / (union + eps)).mean()
-
-
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
     """Per-step LR factor: linear warm-up, then poly (power 0.9) or cosine decay to zero."""
     def factor(step: int) -> float:

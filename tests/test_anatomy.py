@@ -1,4 +1,4 @@
-"""seglab.inspect: traced shapes match what the modules really return; receptive fields, dilation footprints and
+"""seglab.anatomy: traced shapes match what the modules really return; receptive fields, dilation footprints and
 valid-tap fractions match the same quantities computed by torch convolutions."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from seglab.errors import SeglabError
-from seglab.inspect import (atrous_valid_weights, dilated_sampling, effective_receptive_field, erf_extent,
+from seglab.anatomy import (atrous_valid_weights, dilated_sampling, effective_receptive_field, erf_extent,
                             plot_dilated_sampling, plot_predictions, plot_receptive_fields, trace_shapes)
 from seglab.models import build_model
 
