@@ -66,8 +66,7 @@ def pipelines(root: Path, crop: tuple[int, int], scale_range: tuple[float, float
     """(seglab dataset with the trainer's training transforms, torchvision dataset with the usual v2 chain)."""
     from torchvision.datasets import Cityscapes
 
-    from seglab.data import CityscapesSegmentation, train_transforms
-    from seglab.engine import native_size
+    from seglab.data import CityscapesSegmentation, native_size, train_transforms
 
     ours = CityscapesSegmentation(root, "train")
     base = min(native_size(ours))

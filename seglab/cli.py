@@ -5,10 +5,12 @@ Heavy modules are imported inside the command functions so that `--help` stays i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from seglab.config import PRECISIONS
 from seglab.errors import SeglabError
 
 
@@ -96,29 +98,25 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- train
+def _number_pair(kind: type) -> Callable[[str], tuple]:
+    """A parser of 'A,B' (or one 'A' for A,A) into two numbers of ``kind``."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(part) for part in text.replace("x", ",").split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected A,B or A, got {text!r}") from None
+        if len(values) not in (1, 2):
+            raise argparse.ArgumentTypeError(f"expected A,B or A, got {text!r}")
+        return values * (3 - len(values))
+    return parse
+
+
 def _size_pair(text: str) -> tuple[int, int]:
     """'H,W' or a single 'S' (square) -> (H, W) of positive ints."""
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected H,W or S, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
+    size = _number_pair(int)(text)
+    if min(size) <= 0:
         raise argparse.ArgumentTypeError(f"expected two positive sizes H,W, got {text!r}")
-    return values
-
-
-def _float_pair(text: str) -> tuple[float, float]:
-    """'LOW,HIGH' -> two positive floats with LOW <= HIGH."""
-    try:
-        low, high = (float(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
-    if not 0 < low <= high:
-        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, got {text!r}")
-    return low, high
+    return size
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -134,71 +132,51 @@ def _option(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+def _config_argument(parser: argparse.ArgumentParser, field: dataclasses.Field, default: object) -> None:
+    """One `--flag` for one TrainConfig field, typed by its annotation, with its help text and choices."""
+    kwargs: dict = {"default": default, "help": f"{field.metadata['help']} (default: %(default)s)"}
+    if field.type == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif field.type == "dict":
+        kwargs.update(type=_option, action="append", default=[], metavar="KEY=VALUE",
+                      help=field.metadata["help"])
+    elif field.type.startswith("tuple"):
+        kwargs.update(type=_number_pair(int if "int" in field.type else float), metavar="A,B")
+    else:
+        kwargs.update(type={"int": int, "float": float, "str": str}[field.type], choices=field.metadata["choices"])
+    parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from seglab.config import TrainConfig
 
-    d = TrainConfig()
-    p = sub.add_parser("train", help="train a model (also under torchrun for DistributedDataParallel)")
-    p.add_argument("--model", required=True, help="model name (see `python -m seglab models`)")
-    p.add_argument("--data", required=True, help="dataset root (e.g. data/minicity or the real Cityscapes root)")
-    p.add_argument("--dataset", choices=["cityscapes", "voc"], default=d.dataset)
-    p.add_argument("--out", required=True, help="run directory: history.csv, last.pt, best.pt, config.json")
-    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="model option, repeatable (e.g. --option backbone=resnet50 --option output_stride=8)")
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
-    p.add_argument("--crop", type=_size_pair, default=d.crop, help="training crop H,W (default %(default)s)")
-    p.add_argument("--scale", type=float, default=d.scale, help="base size as a fraction of the native size")
-    p.add_argument("--scale-range", type=_float_pair, default=d.scale_range,
-                   help="random scale range LOW,HIGH around the base size (default %(default)s)")
-    p.add_argument("--val-scale", type=float, default=d.val_scale, help="validation resize factor (1 = native)")
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d.optimizer)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", choices=["poly", "cosine"], default=d.schedule)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--class-weights", choices=["median_frequency", "enet"], default=None)
-    p.add_argument("--dice-weight", type=float, default=d.dice_weight, help="weight of a soft-Dice loss term")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision)
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0 = off)")
-    p.add_argument("--workers", type=_non_negative_int, default=d.workers, help="DataLoader worker processes")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--labels", choices=["provided", "generated"], default=d.labels,
-                   help="Cityscapes labels: provided labelIds or labelTrainIds generated by `seglab masks`")
-    p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on training steps per epoch")
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p = sub.add_parser("train", help="train a model (also under torchrun for DistributedDataParallel)",
+                       description="Every TrainConfig field is a flag; notebooks take the same names.")
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        _config_argument(p, field, getattr(defaults, field.name))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="start again in an --out that already holds a run")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from seglab.config import TrainConfig
+    from seglab.config import TrainConfig, field_names
     from seglab.engine import fit
 
-    config = TrainConfig(
-        model=args.model, data=args.data, dataset=args.dataset, out=args.out, model_options=dict(args.option),
-        epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, scale=args.scale, scale_range=args.scale_range,
-        val_scale=args.val_scale,
-        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, class_weights=args.class_weights, dice_weight=args.dice_weight,
-        precision=args.precision, channels_last=args.channels_last, grad_clip=args.grad_clip or None,
-        workers=args.workers, seed=args.seed, device=args.device, labels=args.labels, max_steps=args.max_steps,
-        sync_bn=args.sync_bn, progress=args.progress)
+    values = {name: getattr(args, name) for name in field_names()}
+    config = TrainConfig.from_dict({**values, "model_options": dict(args.model_options)})
     history = fit(config, resume=args.resume, overwrite=args.overwrite)
     if len(history) and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         best = history.loc[history["miou"].idxmax()]
-        print(f"best mIoU {best['miou']:.4f} at epoch {int(best['epoch'])}; run saved in {args.out}")
+        print(f"best mIoU {best['miou']:.4f} at epoch {int(best['epoch'])}; run saved in {config.out}")
 
 
 # ----------------------------------------------------------------------------------------------------- evaluate
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a seglab checkpoint (best.pt / last.pt)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
     p.add_argument("--window", type=_size_pair, default=None, help="sliding-window tile H,W (default: whole image)")
 
@@ -251,7 +229,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=_positive_int, default=1024)
     p.add_argument("--width", type=_positive_int, default=2048)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--runs", type=_positive_int, default=5, help="timed runs (the median is reported)")
     p.add_argument("--warmup", type=_non_negative_int, default=2)
     p.add_argument("--num-classes", type=_positive_int, default=19)

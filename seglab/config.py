@@ -1,77 +1,127 @@
-"""Training-run configuration: plain data (no torch import), shared by the trainer, the CLI and notebooks."""
+"""`TrainConfig`: the one description of a training run (plain data, no torch import).
+
+Every field carries its help text and, where the values are a fixed set, its choices. `seglab train` makes one
+`--flag` per field from them (seglab.cli), notebooks build the config from their parameters with
+`TrainConfig.from_params`, and every run saves it as config.json and inside each checkpoint.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
+from typing import Any
 
 from seglab.errors import SeglabError
 
 # Columns of a run's history.csv, one row per epoch.
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DATASETS = ("cityscapes", "voc")
+
+
+def option(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A TrainConfig field with its help text and allowed values (read by the CLI and the checks)."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; saved as config.json and inside every checkpoint."""
+    """Everything a training run needs. "Off" is a plain value (0 or "none"), never None."""
 
-    model: str = "unet"
-    data: str = "data/minicity"
-    out: str = "outputs/runs/unet"
-    dataset: str = "cityscapes"
-    model_options: dict = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 4
-    crop: tuple[int, int] = (256, 256)
-    scale: float = 1.0  # training base size = scale x the images' native shorter side (before random scaling)
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    val_scale: float = 1.0  # validation images (and labels, nearest) resized by this factor
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "poly"
-    warmup_epochs: float = 0.5
-    class_weights: str | None = None  # None, "median_frequency" or "enet"
-    dice_weight: float = 0.0
-    precision: str = "auto"
-    channels_last: bool = True
-    grad_clip: float | None = 1.0
-    workers: int = 2
-    seed: int = 0
-    device: str = "auto"
-    labels: str = "provided"  # Cityscapes: "provided" labelIds or "generated" labelTrainIds
-    max_steps: int | None = None  # cap on training steps per epoch (quick demos and tests)
-    sync_bn: bool = False
-    progress: bool = True
+    # what and where
+    model: str = option("unet", "model name (see `python -m seglab models`)")
+    model_options: dict = option({}, "architecture options as KEY=VALUE, repeatable (e.g. backbone=resnet50)")
+    dataset: str = option("cityscapes", "label set and layout of --data", DATASETS)
+    data: str = option("data/minicity", "dataset root (e.g. data/minicity or the real Cityscapes root)")
+    labels: str = option("provided", "Cityscapes labels: 'provided' labelIds, 'generated' labelTrainIds in "
+                                     "<data>/generated_gt, or the folder `seglab masks --out` wrote")
+    out: str = option("outputs/runs/unet", "run folder: history.csv, last.pt, best.pt, config.json")
+    # how long
+    epochs: int = option(10, "passes over the training set")
+    batch_size: int = option(4, "images per optimiser step (per process under torchrun)")
+    max_steps: int = option(0, "cap on training steps per epoch (0: a full pass)")
+    # input
+    crop: tuple[int, int] = option((256, 256), "training crop H,W after scaling")
+    scale: float = option(1.0, "training base size as a fraction of the native image size")
+    scale_range: tuple[float, float] = option((0.5, 2.0), "random zoom range LOW,HIGH around the base size")
+    val_scale: float = option(1.0, "validation resize factor while training (1: native size)")
+    # optimiser and schedule
+    optimizer: str = option("adamw", "AdamW, or SGD with Nesterov momentum", ("adamw", "sgd"))
+    lr: float = option(1e-3, "peak learning rate, reached at the end of the warm-up")
+    weight_decay: float = option(1e-4, "decoupled weight decay on conv/linear weights (not norms and biases)")
+    momentum: float = option(0.9, "SGD momentum")
+    schedule: str = option("poly", "decay after the warm-up: (1-t)^0.9 or half a cosine", ("poly", "cosine"))
+    warmup_epochs: float = option(0.5, "linear warm-up length in epochs")
+    # loss
+    class_weights: str = option("none", "per-class cross-entropy weights", ("none", "median_frequency", "enet"))
+    dice_weight: float = option(0.0, "weight of an extra soft-Dice loss term (0: off)")
+    # speed and stability
+    precision: str = option("auto", "autocast type; auto: bf16 where the hardware has it, else fp32", PRECISIONS)
+    channels_last: bool = option(True, "NHWC memory layout for the convolutions")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this value (0: off)")
+    workers: int = option(2, "DataLoader worker processes")
+    seed: int = option(0, "seeds weights, shuffling and augmentation")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    sync_bn: bool = option(False, "SyncBatchNorm across processes under torchrun")
+    progress: bool = option(True, "progress bars")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         """One-line errors for values that cannot work, before anything is read or written."""
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise SeglabError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        for f in dataclasses.fields(self):
+            value, choices = getattr(self, f.name), f.metadata["choices"]
+            if choices and value not in choices:
+                raise SeglabError(f"{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
+            for number in value if isinstance(value, tuple) else (value,):
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise SeglabError(f"{_flag(f.name)} must be a finite number, got {value!r}")
+        positive = ("epochs", "batch_size", "lr", "scale", "val_scale")
+        not_negative = ("max_steps", "weight_decay", "momentum", "warmup_epochs", "dice_weight", "grad_clip",
+                        "workers")
+        for name in positive + not_negative:
+            value = getattr(self, name)
+            if value < 0 or (value == 0 and name in positive):
+                kind = "positive" if name in positive else "zero or positive"
+                number = "integer" if isinstance(value, int) else "number"
+                raise SeglabError(f"{_flag(name)} must be a {kind} {number}, got {value}")
         if len(self.crop) != 2 or min(self.crop) <= 0:
-            raise SeglabError(f"crop must be two positive sizes H,W, got {self.crop}")
-        if self.lr <= 0 or self.scale <= 0 or self.val_scale <= 0:
-            raise SeglabError("lr, scale and val-scale must be positive")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise SeglabError(f"unknown optimizer {self.optimizer!r}; choose adamw or sgd")
-        if self.schedule not in ("poly", "cosine"):
-            raise SeglabError(f"unknown schedule {self.schedule!r}; choose poly or cosine")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise SeglabError(f"max-steps must be a positive integer, got {self.max_steps}")
+            raise SeglabError(f"--crop must be two positive sizes H,W, got {self.crop}")
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise SeglabError(f"--scale-range must be LOW,HIGH with 0 < LOW <= HIGH, got {low},{high}")
 
     def to_dict(self) -> dict:
+        """JSON-ready values (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """A config from a dict such as config.json; unknown names fail with one line."""
+        unknown = sorted(set(values) - set(field_names()))
         if unknown:
-            raise SeglabError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        values = dict(values)
-        for name in ("crop", "scale_range"):
-            if name in values:
-                values[name] = tuple(values[name])
+            raise SeglabError(f"unknown training option(s) {', '.join(unknown)}; "
+                              "`python -m seglab train --help` lists them")
+        values = {k: tuple(v) if field_types()[k].startswith("tuple") else v for k, v in values.items()}
         return cls(**values)
+
+    @classmethod
+    def from_params(cls, params: Any, **overrides: Any) -> TrainConfig:
+        """A config from a notebook's parameters: every parameter named like a field, then ``overrides``."""
+        values = {k: v for k, v in vars(params).items() if k in field_names()}
+        return cls.from_dict({**values, **overrides})
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def field_types() -> dict[str, str]:
+    """Each field's annotation as written (e.g. 'tuple[int, int]'): the CLI parses values by it."""
+    return {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from seglab.config import TrainConfig
 from seglab.errors import SeglabError
 from seglab.labels import CITYSCAPES_NUM_CLASSES, ID_TO_TRAINID, IGNORE_INDEX, VOC_NUM_CLASSES
 
@@ -170,30 +171,28 @@ class CityscapesSegmentation(SegmentationDataset):
     """Cityscapes (or MiniCity) fine annotations as 19 trainIds.
 
     ``labels="provided"`` reads ``gtFine/*_gtFine_labelIds.png`` and maps them through ID_TO_TRAINID;
-    ``labels="generated"`` reads ``*_gtFine_labelTrainIds.png`` written by ``seglab masks`` under ``generated_root``
-    (default ``<root>/generated_gt``).
+    ``labels="generated"`` reads the ``*_gtFine_labelTrainIds.png`` that ``seglab masks`` wrote to
+    ``<root>/generated_gt``; any other value is taken as the folder ``seglab masks --out`` wrote them to.
     """
 
     num_classes = CITYSCAPES_NUM_CLASSES
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
-                 labels: str = "provided", generated_root: str | Path | None = None) -> None:
+                 labels: str = "provided") -> None:
         root = Path(root)
         _require_dir(root, "Cityscapes root", CITYSCAPES_LAYOUT, "minicity")
         _check_not_nested(root, "leftImg8bit", CITYSCAPES_LAYOUT, "minicity")
-        if labels not in ("provided", "generated"):
-            raise SeglabError(f"labels must be 'provided' or 'generated', got {labels!r}")
         image_dir = root / "leftImg8bit" / split
         _require_dir(image_dir, f"split {split!r}", CITYSCAPES_LAYOUT, "minicity")
         if labels == "provided":
             label_dir, suffix, lut = root / "gtFine" / split, "_gtFine_labelIds.png", ID_TO_TRAINID
             _require_dir(label_dir, f"gtFine/{split}", CITYSCAPES_LAYOUT, "minicity")
         else:
-            label_dir = Path(generated_root or root / "generated_gt") / split
-            suffix, lut = "_gtFine_labelTrainIds.png", None
+            generated = root / "generated_gt" if labels == "generated" else Path(labels)
+            label_dir, suffix, lut = generated / split, "_gtFine_labelTrainIds.png", None
             if not label_dir.is_dir():
-                raise SeglabError(f"generated masks not found in {label_dir}; "
-                                  f"create them with `python -m seglab masks --root {root}`")
+                raise SeglabError(f"generated masks not found in {label_dir}; create them with "
+                                  f"`python -m seglab masks --root {root} --out {generated}`")
         self.root, self.split = root, split
         super().__init__(self._pair_up(image_dir, label_dir, suffix), transforms, lut)
         if not self.pairs:
@@ -288,15 +287,47 @@ class VOCSegmentation(SegmentationDataset):
 
 
 def build_dataset(dataset: str, root: str | Path, split: str, transforms: Callable | None = None,
-                  **options) -> SegmentationDataset:
-    """The dataset a training run uses: Cityscapes as is; VOC trains on SBD train when present, else VOC train."""
+                  labels: str = "provided") -> SegmentationDataset:
+    """The dataset a training run uses: Cityscapes as is (``labels`` picks the label files); VOC trains on SBD
+    train when present, else VOC train."""
     if dataset == "cityscapes":
-        return CityscapesSegmentation(root, split, transforms, **options)
+        return CityscapesSegmentation(root, split, transforms, labels)
     if dataset == "voc":
+        if labels != "provided":
+            raise SeglabError(f"labels {labels!r} applies to Cityscapes only; Pascal VOC uses its provided labels")
         if split == "train" and find_sbd_root(root) is not None:
             return SBDSegmentation(root, "train", transforms)
-        return VOCSegmentation(root, split, transforms, **options)
+        return VOCSegmentation(root, split, transforms)
     raise SeglabError(f"unknown dataset {dataset!r}; choose cityscapes or voc")
+
+
+def native_size(dataset: SegmentationDataset) -> tuple[int, int]:
+    """(height, width) of the dataset's first image, read from the file header only."""
+    with Image.open(dataset.image_path(0)) as img:
+        return img.height, img.width
+
+
+def train_dataset(config: TrainConfig) -> SegmentationDataset:
+    """A run's training split with its augmentation: random scale around ``scale`` x the native size, rotation,
+    ``crop``, flip and colour jitter."""
+    dataset = build_dataset(config.dataset, config.data, "train", labels=config.labels)
+    native_h, native_w = native_size(dataset)
+    scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
+    largest_h, largest_w = round(scaled_h * config.scale_range[1]), round(scaled_w * config.scale_range[1])
+    if config.crop[0] > largest_h or config.crop[1] > largest_w:  # smaller crops are padded with 255
+        raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images even at the "
+                          f"largest random scale ({largest_h}x{largest_w}); use --crop at most "
+                          f"{largest_h},{largest_w} or raise --scale / --scale-range")
+    dataset.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)), config.scale_range)
+    return dataset
+
+
+def val_dataset(config: TrainConfig, split: str = "val") -> SegmentationDataset:
+    """A run's validation split as the trainer sees it: native size times ``val_scale``."""
+    dataset = build_dataset(config.dataset, config.data, split, labels=config.labels)
+    if config.val_scale != 1.0:
+        dataset.transforms = eval_transforms(max(1, round(min(native_size(dataset)) * config.val_scale)))
+    return dataset
 
 
 # ------------------------------------------------------------------------------------------------ transforms

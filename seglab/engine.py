@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from seglab.config import HISTORY_COLUMNS, TrainConfig
-from seglab.checkpoint import load_checkpoint, save_checkpoint
+from seglab.checkpoint import Checkpoint, unwrap
 from seglab.files import atomic_write
-from seglab.data import build_dataset, class_frequencies, class_weights, eval_transforms, train_transforms
+from seglab.data import class_frequencies, class_weights, train_dataset, val_dataset
 from seglab.errors import SeglabError
 from seglab.infer import evaluate
 from seglab.losses import SegmentationLoss
@@ -56,14 +56,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def native_size(dataset) -> tuple[int, int]:
-    """(height, width) of the dataset's first image, read from the file header only."""
-    from PIL import Image
-
-    with Image.open(dataset.image_path(0)) as img:
-        return img.height, img.width
 
 
 def _number(value: float | None) -> float:
@@ -105,7 +97,7 @@ class Trainer:
     """Holds a run's model, data, optimiser and history; ``run()`` trains the remaining epochs."""
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
-        config.validate()
+        config.check()
         self.config, self.out = config, Path(config.out)
         self.dist, self.device = init_distributed(config.device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -116,9 +108,7 @@ class Trainer:
         model = build_model(config.model, self.num_classes, **config.model_options)  # bad names fail first
         self._check_run_dir(resume, overwrite)
 
-        self.train_set, self.val_set = self._build_datasets()
-
-        self.spec = {"name": config.model, "options": dict(config.model_options)}
+        self.train_set, self.val_set = train_dataset(config), val_dataset(config)
         if self.dist.enabled and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -128,14 +118,15 @@ class Trainer:
         self.train_model = DistributedDataParallel(model, device_ids=device_ids) if self.dist.enabled else model
 
         weights = None
-        if config.class_weights:
+        if config.class_weights != "none":
             weights = class_weights(class_frequencies(self.train_set), config.class_weights)
         self.criterion = SegmentationLoss(weights, config.dice_weight).to(self.device)
         self.optimizer = make_optimizer(model, config)
         self.steps_per_epoch = self._steps_per_epoch()
-        total = self.steps_per_epoch * config.epochs
-        warmup = min(total - 1, int(config.warmup_epochs * self.steps_per_epoch)) if total > 1 else 0
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(total, warmup, config.schedule))
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.warmup_steps = min(self.total_steps - 1, int(config.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.total_steps, self.warmup_steps, config.schedule))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.history: dict[str, list] = {column: [] for column in HISTORY_COLUMNS}
         self.start_epoch, self.best_miou = 1, -1.0
@@ -143,26 +134,6 @@ class Trainer:
             self._resume()
 
     # ---------------------------------------------------------------------------------------- set-up helpers
-    def _build_datasets(self):
-        """Train split with random scale/crop/flip/rotation/jitter, val split at native size (or --val-scale)."""
-        config = self.config
-        extra = {"labels": config.labels} if config.dataset == "cityscapes" else {}
-        train_set = build_dataset(config.dataset, config.data, "train", None, **extra)
-        native_h, native_w = native_size(train_set)
-        scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
-        largest_h, largest_w = round(scaled_h * config.scale_range[1]), round(scaled_w * config.scale_range[1])
-        if config.crop[0] > largest_h or config.crop[1] > largest_w:  # smaller crops are padded with 255
-            raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images even at "
-                              f"the largest random scale ({largest_h}x{largest_w} at --scale {config.scale}, "
-                              f"--scale-range up to {config.scale_range[1]}); use --crop at most "
-                              f"{largest_h},{largest_w} or raise --scale")
-        train_set.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)),
-                                                config.scale_range)
-        val_set = build_dataset(config.dataset, config.data, "val", None, **extra)
-        if config.val_scale != 1.0:
-            val_set.transforms = eval_transforms(max(1, round(min(native_size(val_set)) * config.val_scale)))
-        return train_set, val_set
-
     def _steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
         steps = per_rank // self.config.batch_size
@@ -180,19 +151,19 @@ class Trainer:
                               "--overwrite to start again, or choose another --out")
 
     def _resume(self) -> None:
-        state = load_checkpoint(self.out / "last.pt", map_location=self.device)
-        if state["model_name"] != self.config.model or state["num_classes"] != self.num_classes:
-            raise SeglabError(f"{self.out / 'last.pt'} holds a {state['model_name']!r} model with "
-                              f"{state['num_classes']} classes; resume it with --model {state['model_name']} "
+        record = Checkpoint.load(self.out / "last.pt", map_location=self.device)
+        spec = unwrap(self.model).seglab_spec
+        if (record.spec["name"], record.spec["num_classes"]) != (spec["name"], spec["num_classes"]):
+            raise SeglabError(f"{self.out / 'last.pt'} holds a {record.spec['name']!r} model with "
+                              f"{record.spec['num_classes']} classes; resume it with --model {record.spec['name']} "
                               "on the same dataset, or choose another --out")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.history = {column: list(state["history"].get(column, [])) for column in HISTORY_COLUMNS}
-        self.start_epoch = state["epoch"] + 1
-        self.best_miou = float(state.get("best_miou", max(self.history["miou"], default=-1.0)))
+        self.model.load_state_dict(record.model)
+        self.optimizer.load_state_dict(record.optimizer)
+        self.scheduler.load_state_dict(record.scheduler)
+        if record.scaler:
+            self.scaler.load_state_dict(record.scaler)
+        self.history = {column: list(record.history[column]) for column in HISTORY_COLUMNS}
+        self.start_epoch, self.best_miou = record.epoch + 1, record.best_miou
 
     def _loader(self, epoch: int) -> DataLoader:
         """A loader whose order and augmentation depend only on (seed, epoch, rank)."""
@@ -273,10 +244,10 @@ class Trainer:
         return matrix.summary(self.class_names), loss
 
     def _save(self, name: str, epoch: int) -> None:
-        save_checkpoint(self.out / name, model=self.model, spec=self.spec, num_classes=self.num_classes,
-                        class_names=self.class_names, epoch=epoch, history=self.history, seed=self.config.seed,
-                        config=self.config.to_dict(), optimizer=self.optimizer, scheduler=self.scheduler,
-                        scaler=self.scaler, extra={"best_miou": self.best_miou, "dataset": self.config.dataset})
+        Checkpoint(spec=unwrap(self.model).seglab_spec, class_names=self.class_names, config=self.config.to_dict(),
+                   model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
+                   scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
+                   history=self.history, best_miou=self.best_miou).save(self.out / name)
 
     def run(self) -> pd.DataFrame:
         """Train the remaining epochs; rank 0 writes history.csv, last.pt and best.pt after every epoch."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
-from seglab.checkpoint import model_from_checkpoint
+from seglab.checkpoint import Checkpoint, model_from_checkpoint
 from seglab.files import atomic_write, write_png
 from seglab.data import SegmentationDataset, build_dataset, eval_transforms, read_image
 from seglab.errors import SeglabError
@@ -50,8 +50,12 @@ def _tile_starts(size: int, window: int, stride: int) -> list[int]:
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "fp32", flip: bool = False,
-                   window: tuple[int, int] | None = None, overlap: float = 1 / 3) -> torch.Tensor:
-    """Logits at input resolution; with ``window`` the image is covered by overlapping tiles whose logits average."""
+                   window: tuple[int, int] | None = None, overlap: float = 1 / 3, channels_last: bool = False
+                   ) -> torch.Tensor:
+    """Logits at input resolution; with ``window`` the image is covered by overlapping tiles whose logits average.
+    Every caller (training validation, evaluate, predict, the comparison app) infers through this one function."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     if window is None:
         return _forward(model, images, precision, flip)
     n, _, height, width = images.shape
@@ -75,39 +79,51 @@ def export_name(image_path: Path) -> Path:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *, precision: str = "fp32",
-             indices: Sequence[int] | None = None, criterion: nn.Module | None = None, flip: bool = False,
-             window: tuple[int, int] | None = None, export_dir: str | Path | None = None, workers: int = 0,
-             channels_last: bool = False, progress: bool = True) -> tuple[ConfusionMatrix, float]:
-    """Confusion matrix (and mean loss when ``criterion`` is given) of ``model`` on ``dataset``, one image at a time.
-
-    ``export_dir`` writes each prediction as a Cityscapes labelIds PNG in the benchmark-server naming.
-    """
+def iter_predictions(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *,
+                     indices: Sequence[int] | None = None, workers: int = 0, progress: bool = True,
+                     **inference) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(index, logits, target) for each sample of ``dataset``, one image at a time (``inference``: predict_logits's
+    options, e.g. precision, flip, window, channels_last)."""
     model.eval()
     indices = list(range(len(dataset))) if indices is None else list(indices)
     loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
-    matrix = ConfusionMatrix(dataset.num_classes, device=device)
-    loss_sum, loss_count = 0.0, 0
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     # The loader comes first in zip so that it is run to exhaustion, which stops its worker processes at once; left
     # half-consumed, its iterator would live on (notebook progress bars hold reference cycles) and be collected in a
     # later forked worker, which prints "AssertionError: can only test a child process" tracebacks.
     # iter(loader): tqdm.auto would otherwise create (and leave running) a second worker pool, see engine.train_one_epoch
     bar = tqdm(iter(loader), total=len(loader), desc="evaluate", disable=not progress, leave=False)
     for (image, target), index in zip(bar, indices):
-        image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        target = target.to(device, non_blocking=True)
-        logits = predict_logits(model, image, precision=precision, flip=flip, window=window)
+        logits = predict_logits(model, image.to(device, non_blocking=True), **inference)
+        yield index, logits, target.to(device, non_blocking=True)
+
+
+def score_predictions(predictions: Iterable[tuple[int, torch.Tensor, torch.Tensor]], num_classes: int,
+                      device: torch.device, criterion: nn.Module | None = None) -> tuple[ConfusionMatrix, float]:
+    """The confusion matrix of ``predictions`` (and their mean loss when ``criterion`` is given)."""
+    matrix = ConfusionMatrix(num_classes, device=device)
+    losses = []
+    for _, logits, target in predictions:
         if criterion is not None:
-            loss_sum += float(criterion(logits, target))
-            loss_count += 1
-        prediction = logits.argmax(1)
-        matrix.update(prediction, target)
-        if export_dir is not None:
-            labels = TRAINID_TO_ID[prediction[0].to(torch.uint8).cpu().numpy()]
-            write_png(Path(export_dir) / export_name(dataset.image_path(index)), labels)
-    return matrix, loss_sum / max(1, loss_count)
+            losses.append(float(criterion(logits, target)))
+        matrix.update(logits.argmax(1), target)
+    return matrix, sum(losses) / max(1, len(losses))
+
+
+def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *,
+             criterion: nn.Module | None = None, **options) -> tuple[ConfusionMatrix, float]:
+    """Confusion matrix (and mean loss) of ``model`` on ``dataset`` (``options``: iter_predictions's)."""
+    predictions = iter_predictions(model, dataset, device, **options)
+    return score_predictions(predictions, dataset.num_classes, device, criterion)
+
+
+def export_cityscapes(predictions: Iterable[tuple[int, torch.Tensor, torch.Tensor]], dataset: SegmentationDataset,
+                      export_dir: str | Path) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Pass ``predictions`` through, writing each as a labelIds PNG named as the Cityscapes benchmark server wants."""
+    for index, logits, target in predictions:
+        labels = TRAINID_TO_ID[logits.argmax(1)[0].to(torch.uint8).cpu().numpy()]
+        write_png(Path(export_dir) / export_name(dataset.image_path(index)), labels)
+        yield index, logits, target
 
 
 def zip_export(export_dir: str | Path) -> Path:
@@ -130,7 +146,8 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
 @torch.inference_mode()
 def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path, out_dir: str | Path,
                    device: torch.device, *, precision: str = "fp32", flip: bool = False,
-                   window: tuple[int, int] | None = None, alpha: float = 0.5, progress: bool = True) -> dict:
+                   window: tuple[int, int] | None = None, channels_last: bool = False, alpha: float = 0.5,
+                   progress: bool = True) -> dict:
     """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
 
     Unreadable files are skipped and reported; images larger than AUTO_WINDOW_PIXELS use a sliding window.
@@ -150,7 +167,8 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
             continue
         tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).unsqueeze(0).to(device)
         use_window = window or (DEFAULT_WINDOW if image.shape[0] * image.shape[1] > AUTO_WINDOW_PIXELS else None)
-        logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window)
+        logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window,
+                                channels_last=channels_last)
         label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         stem = out_dir / path.relative_to(images_dir).with_suffix("")
         write_png(stem.parent / f"{stem.name}_label.png", label)
@@ -183,29 +201,30 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def _setup(checkpoint: str | Path, device: str, precision: str) -> tuple[nn.Module, dict, torch.device, str]:
+def _setup(checkpoint: str | Path, device: str, precision: str) -> tuple[nn.Module, Checkpoint, torch.device, str]:
+    """The checkpoint's model on ``device`` in eval mode and channels_last, its record, the device and precision."""
     device_t = resolve_device(device)
-    model, state = model_from_checkpoint(checkpoint)
-    return model.to(device_t).eval(), state, device_t, resolve_precision(precision, device_t)
+    model, record = model_from_checkpoint(checkpoint)
+    model = model.to(device_t, memory_format=torch.channels_last).eval()
+    return model, record, device_t, resolve_precision(precision, device_t)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val", labels: str = "provided",
                         export_dir: str | Path | None = None, json_path: str | Path | None = None,
                         device: str = "auto", precision: str = "auto", flip: bool = False,
-                        window: tuple[int, int] | None = None, workers: int = 2, channels_last: bool = True,
-                        progress: bool = True) -> EvaluationReport:
+                        window: tuple[int, int] | None = None, workers: int = 2, progress: bool = True
+                        ) -> EvaluationReport:
     """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""
-    model, state, device_t, precision = _setup(checkpoint, device, precision)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    dataset_name = state.get("dataset", "cityscapes")
-    label_set = get_label_set(dataset_name)
-    options = {"labels": labels} if dataset_name == "cityscapes" else {}
-    dataset = build_dataset(dataset_name, data, split, eval_transforms(), **options)
-    if export_dir is not None and dataset_name != "cityscapes":
+    model, record, device_t, precision = _setup(checkpoint, device, precision)
+    if export_dir is not None and record.dataset != "cityscapes":
         raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
-    matrix, _ = evaluate(model, dataset, device_t, precision=precision, flip=flip, window=window,
-                         export_dir=export_dir, workers=workers, channels_last=channels_last, progress=progress)
+    label_set = get_label_set(record.dataset)
+    dataset = build_dataset(record.dataset, data, split, labels=labels)
+    predictions = iter_predictions(model, dataset, device_t, precision=precision, flip=flip, window=window,
+                                   channels_last=True, workers=workers, progress=progress)
+    if export_dir is not None:
+        predictions = export_cityscapes(predictions, dataset, export_dir)
+    matrix, _ = score_predictions(predictions, dataset.num_classes, device_t)
     summary = matrix.summary(label_set.classes)
     categories = pd.DataFrame({"iou": list(summary["category_iou"].values())},
                               index=pd.Index(list(summary["category_iou"]), name="category"), dtype=float)
@@ -221,7 +240,6 @@ def predict_checkpoint(checkpoint: str | Path, images_dir: str | Path, out_dir: 
                        precision: str = "auto", flip: bool = False, window: tuple[int, int] | None = None,
                        alpha: float = 0.5, progress: bool = True) -> dict:
     """``predict_folder`` with the model, classes and colours a checkpoint describes."""
-    model, state, device_t, precision = _setup(checkpoint, device, precision)
-    label_set = get_label_set(state.get("dataset", "cityscapes"))
-    return predict_folder(model, label_set, images_dir, out_dir, device_t, precision=precision, flip=flip,
-                          window=window, alpha=alpha, progress=progress)
+    model, record, device_t, precision = _setup(checkpoint, device, precision)
+    return predict_folder(model, get_label_set(record.dataset), images_dir, out_dir, device_t, precision=precision,
+                          flip=flip, window=window, channels_last=True, alpha=alpha, progress=progress)

@@ -15,7 +15,7 @@ Notebook pattern::
     # (papermill's injected-parameters cell lands here)
 
     # next cell
-    params = nb.validate(globals())   # one-line error for unknown names or wrong types
+    params = nb.parameters(globals())   # one-line error for unknown names or wrong types
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def validate(namespace: dict[str, Any]) -> SimpleNamespace:
+def parameters(namespace: dict[str, Any]) -> SimpleNamespace:
     """Check injected parameters: unknown names and wrong types raise one clear error; returns the values."""
     declared = namespace.get(_DECLARED)
     if declared is None:

@@ -110,11 +110,11 @@ class CompareApp:
             raise SeglabError(f"scale must be positive (1 = native size), got {scale}")
         dataset_names = {}
         for name, path in named.items():
-            model, state = model_from_checkpoint(path)
-            self.models[name] = model.to(self.device).eval()
+            model, record = model_from_checkpoint(path)
+            self.models[name] = model.to(self.device, memory_format=torch.channels_last).eval()
             self.paths[name] = Path(path)
-            self.scales[name] = float(scale if scale is not None else (state.get("config") or {}).get("val_scale", 1.0))
-            dataset_names[name] = (state.get("dataset", "cityscapes"), int(state["num_classes"]))
+            self.scales[name] = float(scale if scale is not None else record.run_config.val_scale)
+            dataset_names[name] = (record.dataset, record.spec["num_classes"])
         if len(set(dataset_names.values())) > 1:
             listing = ", ".join(f"{n}: {d} ({k} classes)" for n, (d, k) in dataset_names.items())
             raise SeglabError(f"the checkpoints were trained on different label sets ({listing}); "
@@ -123,7 +123,7 @@ class CompareApp:
         self.label_set: LabelSet = get_label_set(dataset_name)
         self.num_classes = num_classes
         if not isinstance(dataset, SegmentationDataset):
-            dataset = build_dataset(dataset_name, dataset, split, eval_transforms())
+            dataset = build_dataset(dataset_name, dataset, split)
         if len(dataset) == 0:
             raise SeglabError("the dataset has no images to show; check the data root and split")
         if dataset.num_classes != num_classes:
@@ -178,7 +178,7 @@ class CompareApp:
         tensor = eval_transforms(size)(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
         window = infer.DEFAULT_WINDOW if tensor.shape[-2] * tensor.shape[-1] > infer.AUTO_WINDOW_PIXELS else None
         logits = infer.predict_logits(self.models[name], tensor.unsqueeze(0).to(self.device),
-                                      precision=self.precision, window=window)
+                                      precision=self.precision, window=window, channels_last=True)
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         prediction = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()

@@ -34,7 +34,7 @@ def test_cityscapes_generated_labels_equal_provided_mapping(minicity, tmp_path):
     from seglab.masks import generate_masks
 
     generate_masks(minicity, out=tmp_path / "gen", splits=("val",), workers=1)
-    generated = CityscapesSegmentation(minicity, "val", labels="generated", generated_root=tmp_path / "gen")
+    generated = CityscapesSegmentation(minicity, "val", labels=str(tmp_path / "gen"))
     provided = CityscapesSegmentation(minicity, "val")
     agree = np.mean([np.mean(generated.load_label(i) == provided.load_label(i)) for i in range(len(provided))])
     assert agree > 0.97  # generated from polygons vs the provided rendering: edges differ only

@@ -15,7 +15,7 @@ def test_torchrun_two_processes_matches_single_process_evaluation(minicity, tmp_
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "seglab", "train", "--model", "unet", "--option", "base_width=8", "--option", "depth=3",
+               "-m", "seglab", "train", "--model", "unet", "--model-options", "base_width=8", "--model-options", "depth=3",
                "--data", str(minicity), "--out", str(run), "--epochs", "1", "--batch-size", "1", "--crop", "64,128",
                "--max-steps", "2", "--workers", "0", "--precision", "fp32", "--no-progress"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seglab.checkpoint import load_checkpoint, model_from_checkpoint
+from seglab.checkpoint import Checkpoint, model_from_checkpoint
 from seglab.cli import main
 from seglab.config import TrainConfig
 from seglab.engine import HISTORY_COLUMNS, Trainer, fit
@@ -37,9 +37,9 @@ def test_fit_writes_run_directory(minicity, tmp_path):
     table = pd.read_csv(run / "history.csv")
     assert list(table.columns) == HISTORY_COLUMNS and list(table["epoch"]) == [1, 2]
     assert table["train_loss"].notna().all() and table["miou"].between(0, 1).all()
-    state = load_checkpoint(run / "last.pt")
-    assert state["model_name"] == "unet" and state["num_classes"] == 19 and state["epoch"] == 2
-    assert state["class_names"][0] == "road" and state["config"]["seed"] == 3
+    record = Checkpoint.load(run / "last.pt")
+    assert record.spec["name"] == "unet" and record.spec["num_classes"] == 19 and record.epoch == 2
+    assert record.class_names[0] == "road" and record.run_config.seed == 3
     assert json.loads((run / "config.json").read_text())["model_options"] == TINY_UNET
     assert len(history) == 2
 
@@ -57,11 +57,11 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(minicity, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_config(minicity, tmp_path / "split", epochs=3))
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
-    assert load_checkpoint(tmp_path / "split/last.pt")["epoch"] == 1
+    assert Checkpoint.load(tmp_path / "split/last.pt").epoch == 1
     fit(tiny_config(minicity, tmp_path / "split", epochs=3), resume=True)
-    full, split = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "split/last.pt")
-    for name, tensor in full["model"].items():
-        assert torch.equal(tensor, split["model"][name]), name
+    full, split = Checkpoint.load(tmp_path / "full/last.pt"), Checkpoint.load(tmp_path / "split/last.pt")
+    for name, tensor in full.model.items():
+        assert torch.equal(tensor, split.model[name]), name
     columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full/history.csv")[columns],
                                   pd.read_csv(tmp_path / "split/history.csv")[columns])
@@ -104,7 +104,7 @@ def test_cudnn_kernel_tuning_only_on_cuda(monkeypatch):
 
 def test_cli_train_evaluate_export_predict(minicity, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", "unet", "--option", "base_width=8", "--option", "depth=3", "--data",
+    assert main(["train", "--model", "unet", "--model-options", "base_width=8", "--model-options", "depth=3", "--data",
                  str(minicity), "--out", str(run), "--epochs", "1", "--batch-size", "2", "--crop", "64,128",
                  "--max-steps", "2", "--workers", "0", "--precision", "fp32", "--no-progress"]) == 0
     export, metrics_json = tmp_path / "export", tmp_path / "metrics.json"

@@ -262,7 +262,7 @@ def test_committed_notebooks_are_clean_and_numbered():
         assert "nb.begin(globals())" in "".join(c.source for c in notebook.cells[:index]), path.name
         assert cell.source.rstrip().endswith("nb.declare(globals())"), path.name
         following = next(c for c in notebook.cells[index + 1:] if c.cell_type == "code")
-        assert following.source.startswith("params = nb.validate(globals())"), path.name
+        assert following.source.startswith("params = nb.parameters(globals())"), path.name
         # papermill's own parser must see every parameter (it shows them in `papermill --help-notebook`)
         assert [p.name for p in PythonTranslator.inspect(cell)] == declared_names(notebook), path.name
         assert "out_dir" in declared_names(notebook), f"{path.name}: every notebook takes an out_dir parameter"

@@ -33,9 +33,9 @@ from seglab.engine import fit
 from seglab.errors import SeglabError
 from seglab.masks import generate_masks
 from seglab.models import build_model
-from seglab.nb import begin, declare, validate
+from seglab.nb import begin, declare, parameters
 
-TINY = ["--option", "base_width=8", "--option", "depth=3"]
+TINY = ["--model-options", "base_width=8", "--model-options", "depth=3"]
 
 
 def train_args(data, out, *extra) -> list[str]:
@@ -66,9 +66,8 @@ def snapshot(root: Path) -> dict[str, str]:
 def saved_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "unet.pt"
     model = build_model("unet", 19, base_width=8, depth=3)
-    ckpt.save_checkpoint(path, model=model, spec={"name": "unet", "options": {"base_width": 8, "depth": 3}},
-                         num_classes=19, class_names=[str(i) for i in range(19)], epoch=1, history={}, seed=0,
-                         config={}, extra={"dataset": "cityscapes"})
+    ckpt.Checkpoint(spec=model.seglab_spec, class_names=[str(i) for i in range(19)], config=TrainConfig().to_dict(),
+                    model=model.state_dict(), epoch=1).save(path)
     return path
 
 
@@ -206,7 +205,7 @@ def notebook_parameters(injected: dict) -> Callable:
         namespace.update(data_root="data/minicity", epochs=3)
         declare(namespace)
         namespace.update(injected)
-        validate(namespace)
+        parameters(namespace)
     return run
 
 
@@ -355,9 +354,9 @@ def test_signal_during_training_leaves_complete_epochs_and_resumes(world, sig):
     _, err = process.communicate(timeout=60)
     assert process.returncode != 0 and "--resume" in err
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
-    done = ckpt.load_checkpoint(run / "last.pt")["epoch"]
+    done = ckpt.Checkpoint.load(run / "last.pt").epoch
     rows = len((run / "history.csv").read_text().strip().splitlines()) - 1
     assert rows == done >= 1
     args[args.index("--epochs") + 1] = str(done + 1)
     assert main([*args, "--resume"]) == 0
-    assert ckpt.load_checkpoint(run / "last.pt")["epoch"] == done + 1
+    assert ckpt.Checkpoint.load(run / "last.pt").epoch == done + 1

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seglab.checkpoint import save_checkpoint
+from seglab.checkpoint import Checkpoint
+from seglab.config import TrainConfig
 from seglab.cli import main
 from seglab.errors import SeglabError
 from seglab.labels import CITYSCAPES_CLASSES
@@ -25,8 +26,8 @@ def _make_run(out, name: str, model_name: str, options: dict, miou: list[float])
     run = out / "runs" / name
     run.mkdir(parents=True)
     model = build_model(model_name, 19, **options)
-    save_checkpoint(run / "best.pt", model=model, spec={"name": model_name, "options": options}, num_classes=19,
-                    class_names=list(CITYSCAPES_CLASSES), epoch=len(miou), history={}, seed=0, config={})
+    Checkpoint(spec=model.seglab_spec, class_names=list(CITYSCAPES_CLASSES), config=TrainConfig().to_dict(),
+               model=model.state_dict(), epoch=len(miou)).save(run / "best.pt")
     epochs = np.arange(1, len(miou) + 1)
     pd.DataFrame({"epoch": epochs, "lr": 1e-3, "train_loss": 1.0 / epochs, "val_loss": 1.2 / epochs, "miou": miou,
                   "mdice": [m + 0.05 for m in miou], "mean_accuracy": 0.5, "seconds": 1.0}
