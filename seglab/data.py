@@ -433,7 +433,7 @@ def class_frequencies(dataset: SegmentationDataset, num_classes: int | None = No
     return counts
 
 
-def class_weights(counts: np.ndarray, method: str = "median_frequency") -> torch.Tensor:
+def weights_from_counts(counts: np.ndarray, method: str = "median_frequency") -> torch.Tensor:
     """Loss weights from pixel counts: 'median_frequency' (Eigen & Fergus 2015) or 'enet' (1/ln(1.02 + p))."""
     freq = counts / max(1, counts.sum())
     present = freq > 0

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from seglab.config import HISTORY_COLUMNS, TrainConfig
 from seglab.checkpoint import Checkpoint, unwrap
 from seglab.files import atomic_write
-from seglab.data import class_frequencies, class_weights, train_dataset, val_dataset
+from seglab.data import class_frequencies, weights_from_counts, train_dataset, val_dataset
 from seglab.errors import SeglabError
 from seglab.infer import evaluate
 from seglab.losses import SegmentationLoss
@@ -119,7 +119,7 @@ class Trainer:
 
         weights = None
         if config.class_weights != "none":
-            weights = class_weights(class_frequencies(self.train_set), config.class_weights)
+            weights = weights_from_counts(class_frequencies(self.train_set), config.class_weights)
         self.criterion = SegmentationLoss(weights, config.dice_weight).to(self.device)
         self.optimizer = make_optimizer(model, config)
         self.steps_per_epoch = self._steps_per_epoch()

@@ -9,8 +9,8 @@ from scipy.ndimage import maximum_filter, minimum_filter
 from torchvision import tv_tensors
 
 from seglab.data import (CityscapesSegmentation, RandomScaleRotateCrop, SBDSegmentation, VOCSegmentation, build_dataset,
-                         class_frequencies, class_weights, denormalize, eval_transforms, find_sbd_root,
-                         train_transforms)
+                         class_frequencies, denormalize, eval_transforms, find_sbd_root,
+                         train_transforms, weights_from_counts)
 from seglab.errors import SeglabError
 from seglab.labels import ID_TO_TRAINID, TRAINID_TO_COLOR
 
@@ -111,7 +111,7 @@ def test_class_frequencies_and_weights(minicity):
     counts = class_frequencies(dataset)
     manual = sum(np.bincount(dataset.load_label(i).ravel(), minlength=256)[:19] for i in range(len(dataset)))
     np.testing.assert_array_equal(counts, manual)
-    weights = class_weights(counts)
+    weights = weights_from_counts(counts)
     rare, common = counts.argmin(), counts.argmax()
     assert weights[rare] > weights[common]
 
