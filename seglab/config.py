@@ -49,6 +49,8 @@ class TrainConfig:
     scale: float = option(1.0, "training base size as a fraction of the native image size")
     scale_range: tuple[float, float] = option((0.5, 2.0), "random zoom range LOW,HIGH around the base size")
     val_scale: float = option(1.0, "validation resize factor while training (1: native size)")
+    cat_max_ratio: float = option(1.0, "re-draw a training crop (up to 10 times) while one class covers more than "
+                                       "this share of its labelled pixels (1: off)")
     # optimiser and schedule
     optimizer: str = option("adamw", "AdamW, or SGD with Nesterov momentum", ("adamw", "sgd"))
     lr: float = option(1e-3, "peak learning rate, reached at the end of the warm-up")
@@ -57,8 +59,13 @@ class TrainConfig:
     schedule: str = option("poly", "decay after the warm-up: (1-t)^0.9 or half a cosine", ("poly", "cosine"))
     warmup_epochs: float = option(0.5, "linear warm-up length in epochs")
     # loss
-    class_weights: str = option("none", "per-class cross-entropy weights", ("none", "median_frequency", "enet"))
+    loss: str = option("cross_entropy", "main loss term", ("cross_entropy", "focal", "ohem"))
+    class_weights: str = option("none", "per-class weights of the main loss term", ("none", "median_frequency", "enet"))
+    focal_gamma: float = option(2.0, "focal loss: easy pixels count (1 - p_true)^gamma")
+    ohem_thresh: float = option(0.7, "OHEM: train on the pixels whose true-class probability is below this")
+    ohem_min_kept: int = option(100_000, "OHEM: and at least this many of the hardest pixels per batch")
     dice_weight: float = option(0.0, "weight of an extra soft-Dice loss term (0: off)")
+    lovasz_weight: float = option(0.0, "weight of an extra Lovász-softmax term, a surrogate of 1 - IoU (0: off)")
     # speed and stability
     precision: str = option("auto", "autocast type; auto: bf16 where the hardware has it, else fp32", PRECISIONS)
     channels_last: bool = option(True, "NHWC memory layout for the convolutions")
@@ -80,7 +87,7 @@ class TrainConfig:
                     raise SeglabError(f"{_flag(f.name)} must be a finite number, got {value!r}")
         positive = ("epochs", "batch_size", "lr", "scale", "val_scale")
         not_negative = ("max_steps", "weight_decay", "momentum", "warmup_epochs", "dice_weight", "grad_clip",
-                        "workers")
+                        "workers", "focal_gamma", "ohem_min_kept", "lovasz_weight")
         for name in positive + not_negative:
             value = getattr(self, name)
             if value < 0 or (value == 0 and name in positive):
@@ -89,6 +96,9 @@ class TrainConfig:
                 raise SeglabError(f"{_flag(name)} must be a {kind} {number}, got {value}")
         if len(self.crop) != 2 or min(self.crop) <= 0:
             raise SeglabError(f"--crop must be two positive sizes H,W, got {self.crop}")
+        for name in ("ohem_thresh", "cat_max_ratio"):
+            if not 0 < getattr(self, name) <= 1:
+                raise SeglabError(f"{_flag(name)} must lie in (0, 1], got {getattr(self, name)}")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise SeglabError(f"--scale-range must be LOW,HIGH with 0 < LOW <= HIGH, got {low},{high}")

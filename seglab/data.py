@@ -318,7 +318,8 @@ def train_dataset(config: TrainConfig) -> SegmentationDataset:
         raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images even at the "
                           f"largest random scale ({largest_h}x{largest_w}); use --crop at most "
                           f"{largest_h},{largest_w} or raise --scale / --scale-range")
-    dataset.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)), config.scale_range)
+    dataset.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)), config.scale_range,
+                                          cat_max_ratio=config.cat_max_ratio)
     return dataset
 
 
@@ -341,18 +342,37 @@ class RandomScaleRotateCrop(v2.Transform):
     warp evaluated only on the crop window; the image bilinear (fill 0), a ``tv_tensors.Mask`` nearest (fill 255).
 
     The same random geometry as RandomResize -> RandomRotation -> RandomCrop(pad_if_needed) in a row (downscaling
-    without antialiasing), without first resizing and rotating the whole frame: at 1024x2048 with a 512x1024 crop
-    about 6x less work (benchmarks/bench_data.py).
+    without antialiasing), without first resizing and rotating the whole frame (benchmarks/bench_data.py compares
+    the two).
     """
 
-    def __init__(self, crop_size: tuple[int, int], size_range: tuple[int, int], degrees: float = 0.0) -> None:
+    def __init__(self, crop_size: tuple[int, int], size_range: tuple[int, int], degrees: float = 0.0,
+                 cat_max_ratio: float = 1.0, tries: int = 10) -> None:
         super().__init__()
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.size_range = (int(size_range[0]), max(int(size_range[0]) + 1, int(size_range[1])))
         self.degrees = float(degrees)
+        self.cat_max_ratio, self.tries = float(cat_max_ratio), int(tries)
 
     def make_params(self, flat_inputs: list) -> dict:
+        """One random warp; with ``cat_max_ratio`` < 1, re-drawn (up to ``tries`` times, as mmsegmentation's
+        RandomCrop) while one class covers more than that share of the crop's labelled pixels."""
         height, width = v2.query_size(flat_inputs)
+        masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
+        tries = self.tries if self.cat_max_ratio < 1 and masks else 1
+        for attempt in range(tries):
+            params = {"matrix": self._draw(height, width)}
+            if attempt + 1 == tries or self._balanced(self.transform(masks[0], params)):
+                return params
+        return params
+
+    def _balanced(self, crop_mask: torch.Tensor) -> bool:
+        """No class covers more than ``cat_max_ratio`` of the crop's labelled pixels (and some are labelled)."""
+        counts = np.bincount(crop_mask.numpy().ravel(), minlength=IGNORE_INDEX + 1)[:IGNORE_INDEX]
+        return counts.sum() > 0 and counts.max() <= self.cat_max_ratio * counts.sum()
+
+    def _draw(self, height: int, width: int) -> np.ndarray:
+        """A random scale, rotation and crop window as one 2x3 affine matrix from the frame to the crop."""
         shorter = int(torch.randint(*self.size_range, size=()))
         scaled_h, scaled_w = _resized_shape(height, width, shorter)
         angle = float(torch.empty(()).uniform_(-self.degrees, self.degrees)) if self.degrees else 0.0
@@ -365,7 +385,7 @@ class RandomScaleRotateCrop(v2.Transform):
                           [0, scaled_h / height, 0.5 * scaled_h / height - 0.5], [0, 0, 1]])  # pixel centres kept
         rotate = np.vstack([cv2.getRotationMatrix2D(((scaled_w - 1) / 2, (scaled_h - 1) / 2), angle, 1.0), [0, 0, 1]])
         shift = np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]])
-        return {"matrix": (shift @ rotate @ scale)[:2]}
+        return (shift @ rotate @ scale)[:2]
 
     def transform(self, inpt, params: dict):
         if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)) and type(inpt) is not torch.Tensor:
@@ -394,12 +414,13 @@ def _resized_shape(height: int, width: int, shorter: int) -> tuple[int, int]:
 
 
 def train_transforms(crop_size: tuple[int, int], base_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
-                     rotation: float = 10.0, hflip: bool = True, color_jitter: float = 0.3) -> v2.Compose:
+                     rotation: float = 10.0, hflip: bool = True, color_jitter: float = 0.3,
+                     cat_max_ratio: float = 1.0) -> v2.Compose:
     """Random scale (shorter side in base_size*scale_range), rotation and crop (label padded with 255) in one warp,
     then flip and colour jitter on the crop."""
     shortest = max(1, int(base_size * scale_range[0]))
     steps: list[v2.Transform] = [
-        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * scale_range[1])), rotation),
+        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * scale_range[1])), rotation, cat_max_ratio),
     ]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())

@@ -120,7 +120,7 @@ class Trainer:
         weights = None
         if config.class_weights != "none":
             weights = weights_from_counts(class_frequencies(self.train_set), config.class_weights)
-        self.criterion = SegmentationLoss(weights, config.dice_weight).to(self.device)
+        self.criterion = SegmentationLoss(config, weights).to(self.device)
         self.optimizer = make_optimizer(model, config)
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = self.steps_per_epoch * config.epochs
