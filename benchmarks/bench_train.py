@@ -26,7 +26,6 @@ the same batches, and both are validated. Writes ``outputs/benchmarks/train.csv`
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import math
 import sys
@@ -43,6 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from seglab.labels import IGNORE_INDEX  # noqa: E402
+from seglab.profiling import step_flops  # noqa: E402
 
 TARGET = 2.5  # the issue's goal for images/s, seglab defaults over the plain fp32 loop
 
@@ -59,19 +59,6 @@ def plain_step(trainer, images: torch.Tensor, targets: torch.Tensor) -> torch.Te
     optimizer.step()
     trainer.scheduler.step()
     return loss.detach()
-
-
-def step_flops(model: nn.Module, batch: int, crop: tuple[int, int]) -> int:
-    """FLOPs of one training step's forward and backward (multiply-add = 2) at ``batch`` x ``crop``, counted by
-    FlopCounterMode on a ``meta``-device copy of ``model``: shapes only, nothing computed."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta = copy.deepcopy(model).to("meta").train()
-    images = torch.zeros(batch, 3, *crop, device="meta")
-    targets = torch.zeros(batch, *crop, dtype=torch.long, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(meta(images), targets, ignore_index=IGNORE_INDEX).backward()
-    return int(counter.get_total_flops())
 
 
 def make_trainers(config, out: Path):

@@ -20,6 +20,7 @@ from torch import nn
 
 from seglab.errors import SeglabError
 from seglab.labels import LabelSet
+from seglab.viz import finish_figure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,15 +218,6 @@ def atrous_valid_weights(feature_size: int | Sequence[int], rate: int, kernel_si
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def _save(fig: Figure, out_png: str | Path | None) -> Figure:
-    from seglab.viz import save_figure
-
-    fig.tight_layout()
-    if out_png is not None:
-        save_figure(fig, out_png)
-    return fig
-
-
 def plot_receptive_fields(maps: Mapping[str, np.ndarray], mass: float = 0.95, log: bool = True,
                           out_png: str | Path | None = None) -> Figure:
     """Effective receptive fields side by side (one panel per ``{title: erf}``), each with squares marking the
@@ -252,7 +244,7 @@ def plot_receptive_fields(maps: Mapping[str, np.ndarray], mass: float = 0.95, lo
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("effective receptive field of the centre pixel" + (" (log10 |gradient|)" if log else ""))
-    return _save(fig, out_png)
+    return finish_figure(fig, out_png)
 
 
 def plot_dilated_sampling(configs: Mapping[str, Sequence[int]], kernel_size: int = 3,
@@ -279,7 +271,7 @@ def plot_dilated_sampling(configs: Mapping[str, Sequence[int]], kernel_size: int
         seen = int((footprint > 0).sum())
         ax.plot(side // 2, side // 2, "+", color="red", markersize=8)  # the output pixel's position
         ax.set_title(f"{title}\n{footprint.shape[0]}x{footprint.shape[0]} span, {seen} pixels seen", fontsize=9)
-    return _save(fig, out_png)
+    return finish_figure(fig, out_png)
 
 
 def plot_predictions(model: nn.Module, dataset: Any, label_set: LabelSet, indices: Sequence[int] = (0, 1, 2), *,
@@ -316,7 +308,7 @@ def plot_predictions(model: nn.Module, dataset: Any, label_set: LabelSet, indice
                 ax.imshow(picture, interpolation="nearest")
                 ax.set_title(title, fontsize=9)
                 ax.axis("off")
-    return _save(fig, out_png)
+    return finish_figure(fig, out_png)
 
 
 __all__ = ["atrous_valid_weights", "dilated_sampling", "effective_receptive_field", "erf_extent",

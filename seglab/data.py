@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from seglab.config import TrainConfig
 from seglab.errors import SeglabError
+from seglab.files import read_label_png
 from seglab.labels import CITYSCAPES_NUM_CLASSES, ID_TO_TRAINID, IGNORE_INDEX, VOC_NUM_CLASSES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -56,21 +57,6 @@ def _is_truncated_jpeg(data: np.ndarray) -> bool:
         return False
     tail = data[-1024:].tobytes().rstrip(b"\x00\n\r ")
     return not tail.endswith(b"\xff\xd9")
-
-
-def read_label_png(path: str | Path) -> np.ndarray:
-    """A single-channel 8-bit label PNG (plain or palette) as its raw index values, (H, W) uint8."""
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            array = np.asarray(img)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise SeglabError(f"cannot read label {path}: {exc}; the file is corrupt, re-download it") from None
-    if mode not in ("L", "P"):
-        kind = "a colour (RGB) rendering" if mode.startswith("RGB") else f"a {mode!r} image (e.g. 16-bit)"
-        raise SeglabError(f"label {path} is {kind}, but an 8-bit index/palette PNG is expected; use the "
-                          "*_labelIds.png / *_labelTrainIds.png / SegmentationClass files, not the colour ones")
-    return np.ascontiguousarray(array, dtype=np.uint8)
 
 
 def read_sbd_mat(path: str | Path) -> np.ndarray:

@@ -2,18 +2,16 @@
 
 Each frame is rasterised ONCE, with PIL's ImageDraw exactly as cityscapesscripts' ``json2labelImg`` draws it (so
 the result is pixel-identical); the trainId and colour encodings are lookup tables applied to that labelId image.
-PNGs are written by OpenCV at a low compression level (lossless, several times faster than PIL's default), each
+PNGs are written by OpenCV at a low compression level (lossless), each
 file atomically, and frames are spread over a process pool.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from seglab.errors import SeglabError
-from seglab.files import atomic_write_bytes, write_png
+from seglab.files import atomic_write_bytes, read_label_png, write_png
+from seglab.parallel import default_workers, run_parallel
 from seglab.labels import CS_LABELS, ID_TO_COLOR, ID_TO_TRAINID, cityscapes_label
 
 POLYGONS_SUFFIX = "_gtFine_polygons.json"
@@ -172,44 +171,6 @@ def find_frames(root: str | os.PathLike, splits: Sequence[str] = DEFAULT_SPLITS)
     return frames
 
 
-def _default_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _run_parallel(function: Callable, jobs: Sequence, workers: int | None, desc: str, progress: bool) -> list:
-    """``[function(job) for job in jobs]`` (in job order) over a process pool with a tqdm bar.
-
-    On the first error, pending jobs are cancelled and running ones finish before the error is raised, so no
-    worker is killed in the middle of writing a file.
-    """
-    from tqdm.auto import tqdm
-
-    workers = min(workers or _default_cpus(), len(jobs))
-    bar = tqdm(total=len(jobs), desc=desc, unit="frame", disable=not progress)
-    try:
-        if workers <= 1:
-            results = []
-            for job in jobs:
-                results.append(function(job))
-                bar.update()
-            return results
-        results = [None] * len(jobs)
-        pool = ProcessPoolExecutor(max_workers=workers)
-        try:
-            futures = {pool.submit(function, job): index for index, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return results
-    finally:
-        bar.close()
-
-
 # ------------------------------------------------------------------------------------------------ generating
 @dataclass(frozen=True)
 class MaskSummary:
@@ -234,7 +195,7 @@ def mask_frame(polygons: str | os.PathLike, outputs: dict[str, Path]) -> None:
     """Rasterise one polygon file once and write its three encodings to ``outputs`` ({encoding: path})."""
     arrays = encode(rasterize_label_ids(load_annotation(polygons), source=str(polygons)))
     for encoding, path in outputs.items():
-        # masks can be regenerated: no fsync (~4 ms a file, 2x the time of writing the three files); the rename still
+        # masks can be regenerated: no fsync (it would dominate the time); the rename still
         # guarantees that an interrupted run leaves no half-written PNG
         write_png(path, arrays[encoding], durable=False)
 
@@ -275,8 +236,8 @@ def generate_masks(root: str | os.PathLike, out: str | os.PathLike | None = None
         except OSError as exc:
             raise SeglabError(f"cannot create the output folder {folder} ({exc.strerror or exc}); "
                               "choose another --out") from None
-    workers = min(workers or _default_cpus(), max(len(jobs), 1))
-    _run_parallel(_mask_job, jobs, workers, desc="masks", progress=progress)
+    workers = min(workers or default_workers(), max(len(jobs), 1))
+    run_parallel(_mask_job, jobs, workers, "masks", "frame", progress)
     return MaskSummary(out, len(frames), len(jobs), len(frames) - len(jobs), time.perf_counter() - start, workers)
 
 
@@ -288,19 +249,9 @@ class MaskComparison(NamedTuple):
     per_class: Any  # pandas.DataFrame: id, name, provided_pixels, generated_pixels, intersection, iou, agreement
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Decode a PNG mask as stored (gray -> (H, W), colour -> (H, W, 3|4) in RGB(A) order)."""
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        raise SeglabError(f"{path}: cannot read this PNG; is it missing or damaged?")
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA if array.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return array
-
-
 def _compare_job(job: tuple[Path, Path]) -> tuple[int, np.ndarray]:
     """(pixels that differ, 256x256 confusion counts provided x generated) of one frame."""
-    provided, generated = read_mask(job[0]), read_mask(job[1])
+    provided, generated = read_label_png(job[0]), read_label_png(job[1])
     if provided.shape != generated.shape or provided.ndim != 2:
         raise SeglabError(f"{job[1]}: shape {generated.shape} does not match the provided {job[0]} "
                           f"{provided.shape}; regenerate with --overwrite")
@@ -331,7 +282,7 @@ def compare_masks(root: str | os.PathLike, generated: str | os.PathLike | None =
         if not ours.is_file():
             raise SeglabError(f"{ours} is missing; run `python -m seglab masks --root {root} --out {generated}` first")
         jobs.append((frame.provided(), ours))
-    results = _run_parallel(_compare_job, jobs, workers, desc="compare", progress=progress)
+    results = run_parallel(_compare_job, jobs, workers, "compare", "frame", progress)
 
     per_image = pd.DataFrame({
         "split": [f.split for f in frames], "city": [f.city for f in frames], "frame": [f.name for f in frames],
@@ -373,10 +324,10 @@ def plot_comparison(root: str | os.PathLike, generated: str | os.PathLike | None
         if not frames:
             raise SeglabError(f"frame {frame!r} not found under {root / 'gtFine' / split}")
     chosen = frames[0]
-    provided = read_mask(chosen.provided())
-    ours = read_mask(chosen.outputs(generated)["labelIds"])
+    provided = read_label_png(chosen.provided())
+    ours = read_label_png(chosen.outputs(generated)["labelIds"])
     image_path = root / "leftImg8bit" / split / chosen.city / f"{chosen.name}_leftImg8bit.png"
-    image = read_mask(image_path) if image_path.is_file() else np.full((*provided.shape, 3), 128, np.uint8)
+    image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB) if image_path.is_file() else np.full((*provided.shape, 3), 128, np.uint8)
     differ = provided != ours
     # thin disagreements would vanish when a 2048-wide frame is shown 400 pixels wide: widen the red marks
     grow = max(1, provided.shape[1] // 400)
@@ -396,8 +347,7 @@ def plot_comparison(root: str | os.PathLike, generated: str | os.PathLike | None
         ax.axis("off")
     figure.suptitle(f"generated vs provided: {chosen.name}")
     if out_png is not None:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(Path(out_png), buffer.getvalue())
+        from seglab.viz import save_figure
+
+        save_figure(figure, out_png, dpi=100)
     return figure

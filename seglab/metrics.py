@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from seglab.errors import SeglabError
+from seglab.fast_confusion import byte_pair_counts
+from seglab.files import read_label_png
 from seglab.labels import (CITYSCAPES_CATEGORIES, CITYSCAPES_CLASS_TO_CATEGORY, CITYSCAPES_CLASSES,
                            CITYSCAPES_NUM_CLASSES, ID_TO_TRAINID, IGNORE_INDEX)
 
@@ -51,43 +53,26 @@ def _nanmean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
-def _byte_valued(values: torch.Tensor) -> bool:
-    """True when every value lies in 0..255 (always for uint8), so raw values can index a 256 x 256 histogram."""
-    if values.dtype == torch.uint8 or values.numel() == 0:
-        return True
-    if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
-        return False
-    low, high = torch.aminmax(values)
-    return bool(low >= 0) and bool(high <= 255)
-
-
-_CALCHIST_EXACT = 2**24  # OpenCV counts in float32: exact up to 2**24 per bin, so larger inputs go in chunks
-
-
-def _byte_pair_histogram(target: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
-    """(256, 256) int64 counts (numpy) of the (target, pred) value pairs of two byte-valued tensors of one shape.
-
-    On the CPU, OpenCV's 2-D ``calcHist`` on the raw bytes: about 2x a single-threaded ``torch.bincount`` over
-    ``target << 8 | pred`` keys (no key pass) and unaffected by thread contention on a busy machine. Elsewhere
-    (CUDA, MPS) one ``torch.bincount`` on the device; only the 256 x 256 result comes back.
-    """
-    if target.device.type != "cpu":
-        key = (target.to(torch.int32) << 8) | pred.to(torch.int32)
-        return torch.bincount(key.flatten(), minlength=256 * 256).view(256, 256).cpu().numpy()
-    import cv2
-
-    gt = target.to(torch.uint8).reshape(-1).numpy()
-    pr = pred.to(torch.uint8).reshape(-1).numpy()
-    hist = np.zeros((256, 256), dtype=np.int64)
-    for start in range(0, gt.size, _CALCHIST_EXACT):
-        chunk = slice(start, start + _CALCHIST_EXACT)
-        hist += cv2.calcHist([gt[chunk], pr[chunk]], [0, 1], None, [256, 256], [0, 256, 0, 256]).astype(np.int64)
-    return hist
-
-
 def _json_float(value: float) -> float | None:
     """NaN -> None so that the summary is strict JSON (null means 'undefined: no pixels of that class')."""
     return None if math.isnan(value) else float(value)
+
+
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
+    """(num_classes, num_classes + 1) counts of (truth, prediction) pairs: the whole idea in one ``bincount``.
+
+    Ignored pixels are dropped; a prediction that is not a class goes to the extra last column.
+    """
+    n = num_classes
+    valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+    target, pred = target[valid].long(), pred[valid].long()
+    unknown = (target < 0) | (target >= n)
+    if unknown.any():
+        raise SeglabError(f"target holds label {int(target[unknown][0])}, outside 0..{n - 1} and not the ignore "
+                          f"index {ignore_index}: convert label ids to train ids (seglab.labels.ID_TO_TRAINID)")
+    pred = torch.where((pred >= 0) & (pred < n), pred, n)
+    return torch.bincount(target * (n + 1) + pred, minlength=n * (n + 1)).view(n, n + 1)
 
 
 class ConfusionMatrix:
@@ -108,87 +93,23 @@ class ConfusionMatrix:
                                    device=torch.device(device) if device is not None else "cpu")
 
     # ------------------------------------------------------------------------------------------- accumulate
-    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
-               lut: np.ndarray | torch.Tensor | None = None) -> ConfusionMatrix:
-        """Add one batch: ``pred`` class indices or logits (class axis at -3), ``target`` class indices.
-
-        ``lut`` (256 entries, e.g. ``seglab.labels.ID_TO_TRAINID``) maps raw uint8 values of both before counting;
-        it is applied to the 256 x 256 histogram of value pairs, not to every pixel, so it costs nothing.
-        """
-        self._counts += self.batch_counts(pred, target, lut).to(self._counts.device)
-        return self
-
     @torch.no_grad()
-    def batch_counts(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
-                     lut: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
-        """The (n, n + 1) counts ``update`` would add, without touching this matrix (safe to call from threads)."""
-        pred = torch.as_tensor(pred)
-        target = torch.as_tensor(target, device=pred.device)
+    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> ConfusionMatrix:
+        """Add one batch: ``pred`` class indices or logits (class axis at -3), ``target`` class indices."""
+        pred, target = torch.as_tensor(pred), torch.as_tensor(target)
         if pred.ndim == target.ndim + 1 and pred.ndim >= 3:
             if pred.shape[-3] != self.num_classes:
                 raise SeglabError(f"logits have {pred.shape[-3]} channels but the matrix has {self.num_classes} "
                                   "classes: build ConfusionMatrix(num_classes) with the model's number of classes")
             pred = pred.argmax(dim=-3)
-        elif pred.is_floating_point():
-            raise SeglabError("predictions are floating point but have no class axis: pass class indices "
-                              "(argmax of the logits) or logits shaped (N, C, H, W)")
+        if pred.is_floating_point() or target.is_floating_point():
+            raise SeglabError("pass integer class indices (the argmax of the logits), or logits shaped (N, C, H, W)")
         if pred.shape != target.shape:
             raise SeglabError(f"prediction shape {tuple(pred.shape)} does not match target shape "
                               f"{tuple(target.shape)}: resize the prediction to the label size before evaluating")
-        if target.is_floating_point():
-            raise SeglabError("target must hold integer class indices, got a floating point tensor")
-
-        return self._histogram(pred, target, lut)
-
-    def _histogram(self, pred: torch.Tensor, target: torch.Tensor,
-                   lut: np.ndarray | torch.Tensor | None) -> torch.Tensor:
-        """(n, n + 1) counts of one batch from a histogram over (target code, prediction code) cells.
-
-        Codes: targets are class / ignored (n) / unknown (n + 1), predictions class / not-a-class (n). Byte-valued
-        inputs (uint8 files, or any tensor whose values lie in 0..255) skip the per-pixel recoding: one 256 x 256
-        histogram of the raw value pairs, whose cells are then moved to their codes (``lut`` applied there too).
-        """
-        n = self.num_classes
-        byte_path = n <= 255 and _byte_valued(pred) and _byte_valued(target)
-        if lut is not None and not byte_path:
-            raise SeglabError("a lut needs uint8-valued predictions and targets (0..255) and at most 255 classes")
-        if byte_path:
-            raw = _byte_pair_histogram(target, pred)
-            values, target_code, pred_code = self._byte_codes(lut)
-            cells = (target_code[:, None] * (n + 1) + pred_code[None, :]).ravel()
-            coded = np.bincount(cells, weights=raw.ravel(), minlength=(n + 2) * (n + 1))  # float64: exact < 2**53
-            hist = torch.from_numpy(coded.astype(np.int64).reshape(n + 2, n + 1)).to(target.device)
-        else:
-            target, pred = target.long(), pred.long()
-            code = torch.where((target >= 0) & (target < n), target, n + 1)  # n + 1: unknown label
-            if self.ignore_index is not None:
-                code = torch.where(target == self.ignore_index, n, code)  # n: ignored
-            pred = torch.where((pred >= 0) & (pred < n), pred, n)
-            hist = torch.bincount((code * (n + 1) + pred).flatten(), minlength=(n + 2) * (n + 1)).view(n + 2, n + 1)
-        if bool(hist[n + 1].sum() > 0):
-            if byte_path:
-                present = np.nonzero(raw.sum(axis=1))[0]
-                value = int(values[present[target_code[present] == n + 1]].min())
-            else:
-                value = int(target[code == n + 1].flatten()[0])
-            raise SeglabError(f"target holds label {value}, outside 0..{n - 1} and not the ignore index "
-                              f"{self.ignore_index}: convert label ids to train ids (seglab.labels.ID_TO_TRAINID)")
-        return hist[:n]
-
-    def _byte_codes(self, lut: np.ndarray | torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each raw byte value: its value after ``lut``, its target code and its prediction code."""
-        n, ignore = self.num_classes, self.ignore_index
-        if lut is None:
-            values = np.arange(256, dtype=np.int64)
-        else:
-            values = torch.as_tensor(lut).cpu().numpy().astype(np.int64)
-            if values.shape != (256,):
-                raise SeglabError(f"a lut must have 256 entries, got shape {values.shape}")
-        is_class = (values >= 0) & (values < n)
-        target_code = np.where(is_class, values, n + 1)
-        if ignore is not None:
-            target_code = np.where(values == ignore, n, target_code)
-        return values, target_code, np.where(is_class, values, n)
+        self._counts += confusion_counts(pred, target.to(pred.device), self.num_classes,
+                                         self.ignore_index).to(self._counts.device)
+        return self
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add the counts of ``other`` (same classes and ignore index) into this matrix, in place."""
@@ -199,14 +120,6 @@ class ConfusionMatrix:
                               f"{self.num_classes}-class one (ignore {self.ignore_index})")
         self._counts += other._counts.to(self._counts.device)
         return self
-
-    def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
-        return self.merge(other)
-
-    def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
-        if not isinstance(other, ConfusionMatrix):
-            return NotImplemented
-        return self.copy().merge(other)
 
     def copy(self) -> ConfusionMatrix:
         """An independent copy (same classes, ignore index, device and counts)."""
@@ -227,22 +140,6 @@ class ConfusionMatrix:
         if counts is not self._counts:
             self._counts.copy_(counts)
         return self
-
-    def reset(self) -> ConfusionMatrix:
-        """Zero the counts (start a new evaluation)."""
-        self._counts.zero_()
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain tensors and ints, loadable with ``torch.load(weights_only=True)``."""
-        return {"num_classes": self.num_classes, "ignore_index": self.ignore_index, "counts": self._counts.cpu()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore counts saved by ``state_dict`` (same number of classes and ignore index)."""
-        if (state.get("num_classes"), state.get("ignore_index")) != (self.num_classes, self.ignore_index):
-            raise SeglabError(f"saved confusion matrix has {state.get('num_classes')} classes / ignore "
-                              f"{state.get('ignore_index')}, this one {self.num_classes} / {self.ignore_index}")
-        self._counts.copy_(state["counts"])
 
     # ------------------------------------------------------------------------------------------------ counts
     @property
@@ -278,8 +175,6 @@ class ConfusionMatrix:
         """Per-class accuracy = recall = sensitivity = TP / (TP + FN); NaN for classes without ground truth."""
         tp, _, _, gt, _ = self._stats()
         return _safe_div(tp, gt)
-
-    sensitivity_per_class = class_accuracy
 
     def mean_accuracy(self) -> float:
         """Mean class accuracy (macro recall) over classes with ground-truth pixels."""
@@ -322,26 +217,16 @@ class ConfusionMatrix:
         values = self.specificity_per_class()
         return _nanmean(np.where(self.present(), values, np.nan))
 
-    def category_matrix(self, class_to_category: Sequence[int], num_categories: int | None = None) -> np.ndarray:
-        """Counts summed over category blocks: (K, K + 1), last column = predictions that are not a class."""
+    def category_iou(self, class_to_category: Sequence[int], num_categories: int | None = None) -> np.ndarray:
+        """IoU of each category on the matrix summed over category blocks (the official Cityscapes category score)."""
         mapping = np.asarray(class_to_category, dtype=np.int64)
         if mapping.shape != (self.num_classes,):
-            raise SeglabError(f"class_to_category needs one category index per class ({self.num_classes}), "
-                              f"got {mapping.shape[0] if mapping.ndim else 0}")
+            raise SeglabError(f"class_to_category needs one category index per class ({self.num_classes})")
         k = int(num_categories if num_categories is not None else mapping.max() + 1)
-        columns = np.append(mapping, k)  # the 'not a class' column stays apart
-        counts = self._counts.cpu().numpy()
-        collapsed = np.zeros((k, k + 1), dtype=np.int64)
-        np.add.at(collapsed, (mapping[:, None], columns[None, :]), counts)
-        return collapsed
-
-    def category_iou(self, class_to_category: Sequence[int], num_categories: int | None = None) -> np.ndarray:
-        """IoU of each category computed on the collapsed matrix (the official Cityscapes category score)."""
-        collapsed = self.category_matrix(class_to_category, num_categories)
+        collapsed = np.zeros((k, k + 1), dtype=np.int64)  # the last column: predictions that are not a class
+        np.add.at(collapsed, (mapping[:, None], np.append(mapping, k)[None, :]), self._counts.cpu().numpy())
         tp = np.diag(collapsed)
-        fp = collapsed[:, :-1].sum(axis=0) - tp
-        fn = collapsed.sum(axis=1) - tp
-        return _safe_div(tp, tp + fp + fn)
+        return _safe_div(tp, collapsed[:, :-1].sum(axis=0) + collapsed.sum(axis=1) - tp)
 
     # ------------------------------------------------------------------------------------------------ reports
     def _check_names(self, class_names: Sequence[str]) -> list[str]:
@@ -370,7 +255,7 @@ class ConfusionMatrix:
             "miou": _json_float(self.miou()),
             "mdice": _json_float(self.mdice()),
             "fwiou": _json_float(self.fwiou()),
-            "sensitivity": _json_float(self.mean_accuracy()),
+            "sensitivity": _json_float(self.mean_accuracy()),  # macro recall: the literature's second name for it
             "specificity": _json_float(self.specificity()),
             "per_class_iou": {name: _json_float(v) for name, v in zip(names, self.iou())},
             "per_class_dice": {name: _json_float(v) for name, v in zip(names, self.dice())},
@@ -393,25 +278,7 @@ class ConfusionMatrix:
         }, index=pd.Index(names, name="class"))
         return frame
 
-    def __repr__(self) -> str:
-        return (f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
-                f"pixels={self.total}, miou={self.miou():.4f})")
-
-
 # ---------------------------------------------------------------------------------------- label files on disk
-def _read_label_ids(path: str | Path) -> np.ndarray:
-    """A single-channel 8-bit label PNG as (H, W) uint8, decoded with OpenCV (fast)."""
-    import cv2
-
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise SeglabError(f"cannot read label image {path}: missing, empty or not an image")
-    if label.ndim != 2 or label.dtype != np.uint8:
-        raise SeglabError(f"{path} is not a single-channel 8-bit label PNG (got shape {label.shape}, {label.dtype}); "
-                          "write label ids as one uint8 channel, not a colour rendering")
-    return label
-
-
 def evaluate_label_files(pred_files: Sequence[str | Path], gt_files: Sequence[str | Path],
                          num_classes: int = CITYSCAPES_NUM_CLASSES, lut: np.ndarray | None = ID_TO_TRAINID,
                          matrix: ConfusionMatrix | None = None, workers: int | None = None) -> ConfusionMatrix:
@@ -419,8 +286,8 @@ def evaluate_label_files(pred_files: Sequence[str | Path], gt_files: Sequence[st
 
     Both images go through ``lut`` (default: Cityscapes label id -> train id, void -> 255) before counting, so
     ground-truth void pixels are ignored and predicted void ids count as misses, exactly as the official script.
-    ``workers`` threads (default: one per core, at most 8) decode and count pairs concurrently; OpenCV and torch
-    release the GIL while they work, and PNG decoding is most of the time.
+    ``workers`` threads (default: one per core, at most 8) decode and count pairs concurrently (decoding and OpenCV
+    release the GIL); counting goes through ``fast_confusion.byte_pair_counts``.
     """
     workers = max(1, workers if workers is not None else min(8, os.cpu_count() or 1))
     if len(pred_files) != len(gt_files):
@@ -428,11 +295,11 @@ def evaluate_label_files(pred_files: Sequence[str | Path], gt_files: Sequence[st
     cm = matrix if matrix is not None else ConfusionMatrix(num_classes)
 
     def count(pred_file: str | Path, gt_file: str | Path) -> torch.Tensor:
-        pred, gt = _read_label_ids(pred_file), _read_label_ids(gt_file)
+        pred, gt = read_label_png(pred_file), read_label_png(gt_file)
         if pred.shape != gt.shape:
             raise SeglabError(f"prediction {pred_file} is {pred.shape[1]}x{pred.shape[0]} but ground truth {gt_file} "
                               f"is {gt.shape[1]}x{gt.shape[0]}: export predictions at full label resolution")
-        return cm.batch_counts(torch.from_numpy(pred), torch.from_numpy(gt), lut)
+        return byte_pair_counts(pred, gt, cm.num_classes, lut, cm.ignore_index)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()

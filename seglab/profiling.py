@@ -7,6 +7,7 @@ resident size before the first forward (so imports and the interpreter do not co
 """
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import resource
 import statistics
@@ -30,6 +31,17 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
     device = next(model.parameters(), torch.zeros(())).device
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, height, width, device=device))
+    return int(counter.get_total_flops())
+
+
+def step_flops(model: torch.nn.Module, batch: int, crop: tuple[int, int]) -> int:
+    """FLOPs of one training step's forward and backward (multiply-add = 2) at ``batch`` x ``crop``, counted by
+    FlopCounterMode on a ``meta``-device copy of ``model``: shapes only, nothing computed."""
+    meta = copy.deepcopy(model).to("meta").train()
+    images = torch.zeros(batch, 3, *crop, device="meta")
+    targets = torch.zeros(batch, *crop, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(meta(images), targets, ignore_index=255).backward()
     return int(counter.get_total_flops())
 
 

@@ -142,7 +142,8 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def _finish(fig: Figure, out_png: str | Path | None) -> Figure:
+def finish_figure(fig: Figure, out_png: str | Path | None = None) -> Figure:
+    """Tighten the layout and, when ``out_png`` is given, save the figure there (every plotting function ends so)."""
     fig.tight_layout()
     if out_png is not None:
         save_figure(fig, out_png)
@@ -180,7 +181,7 @@ def plot_history(history: pd.DataFrame | str | Path, out_png: str | Path | None 
             ax.legend()
     for ax in axes[1]:
         ax.set_xlabel("epoch")
-    return _finish(fig, out_png)
+    return finish_figure(fig, out_png)
 
 
 def plot_confusion(matrix: ConfusionMatrix | np.ndarray | Any, class_names: Sequence[str],
@@ -209,7 +210,7 @@ def plot_confusion(matrix: ConfusionMatrix | np.ndarray | Any, class_names: Sequ
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     ax.set_title("confusion matrix" + (f" (normalised over {normalize})" if normalize else " (pixels)"))
-    return _finish(fig, out_png)
+    return finish_figure(fig, out_png)
 
 
 def plot_class_table(table: pd.DataFrame | Mapping[str, float | None], metric: str = "iou",
@@ -233,7 +234,7 @@ def plot_class_table(table: pd.DataFrame | Mapping[str, float | None], metric: s
     ax.set_xlim(0, 1.12)
     ax.set_xlabel(metric)
     ax.set_title(f"per-class {metric} (mean {series.mean():.3f} over {len(series)} classes)")
-    return _finish(fig, out_png)
+    return finish_figure(fig, out_png)
 
 
 # ---------------------------------------------------------------------------------------------------- GIF

@@ -13,6 +13,7 @@ from PIL import Image
 from seglab import masks
 from seglab.cli import main
 from seglab.errors import SeglabError
+from seglab.files import read_label_png
 
 # our encoding name -> the official tool's encoding name
 OFFICIAL = {"labelIds": "ids", "labelTrainIds": "trainIds", "color": "color"}
@@ -101,8 +102,8 @@ def test_compare_agrees_with_provided_and_torchmetrics(small_city):
     assert (out / "comparison_per_image.csv").is_file() and (out / "comparison_per_class.csv").is_file()
 
     frames = masks.find_frames(small_city)
-    provided = np.stack([masks.read_mask(f.provided()) for f in frames])
-    generated = np.stack([masks.read_mask(f.outputs(out)["labelIds"]) for f in frames])
+    provided = np.stack([read_label_png(f.provided()) for f in frames])
+    generated = np.stack([read_label_png(f.outputs(out)["labelIds"]) for f in frames])
     np.testing.assert_allclose(per_image["agreement"], (provided == generated).mean(axis=(1, 2)))
     iou = multiclass_jaccard_index(torch.from_numpy(generated).long(), torch.from_numpy(provided).long(),
                                    num_classes=34, average=None)

@@ -9,20 +9,18 @@ bytes) and appears atomically: it is built in a hidden sibling folder and rename
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from seglab.errors import SeglabError
+from seglab.parallel import run_parallel
 from seglab.synth import minicity, minivoc
 from seglab.synth.minicity import CITIES, EVAL_IDS, build_scene, frame_name, render
 from seglab.synth.minivoc import OBJECT_CLASSES, render_sample
@@ -67,8 +65,8 @@ def generate_minicity(out: str | os.PathLike, *, train: int = 40, val: int = 10,
     tasks = [(split, i) for split, n in counts.items() for i in range(n)]
     start = time.perf_counter()
     with _staged_output(out, overwrite) as root:
-        results = _run(partial(minicity.write_frame, str(root), seed=seed, height=height, width=width),
-                       tasks, workers, "MiniCity")
+        results = run_parallel(partial(minicity.write_frame, str(root), seed=seed, height=height, width=width),
+                               tasks, workers, "MiniCity", "img")
     seconds = time.perf_counter() - start
     present = {split: set() for split in counts}
     for split, ids in results:
@@ -96,8 +94,8 @@ def generate_minivoc(out: str | os.PathLike, *, train: int = 40, val: int = 15, 
     tasks = minivoc.plan(seed, train, val, sbd)
     start = time.perf_counter()
     with _staged_output(out, overwrite) as root:
-        results = _run(partial(minivoc.write_sample, str(root), seed=seed, height=height, width=width), tasks,
-                       workers, "MiniVOC")
+        results = run_parallel(partial(minivoc.write_sample, str(root), seed=seed, height=height, width=width),
+                               tasks, workers, "MiniVOC", "img")
         _write_voc_lists(root, tasks)
     seconds = time.perf_counter() - start
     present: dict[str, set[int]] = {"train": set(), "val": set()}
@@ -187,21 +185,3 @@ def _staged_output(out: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _run(fn: Callable, tasks: list, workers: int | None, desc: str) -> list:
-    """``fn`` over ``tasks`` in order, in a process pool of ``workers`` (default: all cores), with a progress bar."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise SeglabError(f"--workers must be a whole number >= 1, got {workers!r}")
-    workers = min(workers or os.cpu_count() or 1, len(tasks))
-    with tqdm(total=len(tasks), desc=desc, unit="img", disable=None) as bar:
-        if workers <= 1:
-            return [_tick(bar, fn(task)) for task in tasks]
-        # spawn: a fresh interpreter per worker, safe even if the parent has started threads (torch, OpenCV)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return [_tick(bar, result) for result in pool.map(fn, tasks, chunksize=1)]
-
-
-def _tick(bar: tqdm, result):
-    bar.update()
-    return result
