@@ -30,8 +30,9 @@ SBD_LAYOUT = "<root>/benchmark_RELEASE/dataset/{img,cls,train.txt,val.txt}"
 
 
 # ------------------------------------------------------------------------------------------------ file reading
-def read_image(path: str | Path) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from any 8/16-bit grayscale, RGB or RGBA file OpenCV can decode."""
+def read_image(path: str | Path, upright: bool = False) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from any 8/16-bit grayscale, RGB or RGBA file OpenCV can decode; ``upright``
+    turns it as its EXIF Orientation tag says (phone photos are often stored sideways)."""
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
@@ -46,9 +47,28 @@ def read_image(path: str | Path) -> np.ndarray:
     elif image.dtype != np.uint8:
         raise SeglabError(f"image {path} has unsupported pixel type {image.dtype}; convert it to 8-bit PNG or JPEG")
     if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(image, code)
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return exif_upright(image, path) if upright else image
+
+
+# EXIF Orientation value -> the PIL transpose that shows the image as the camera meant (as PIL's exif_transpose)
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                   5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                   8: Image.Transpose.ROTATE_90}
+
+
+def exif_upright(image: np.ndarray, path: str | Path) -> np.ndarray:
+    """``image`` (decoded from ``path``) turned as the file's EXIF Orientation tag says."""
+    try:
+        with Image.open(path) as img:
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError):
+        return image
+    if orientation not in _EXIF_TRANSPOSE:
+        return image
+    return np.asarray(Image.fromarray(image).transpose(_EXIF_TRANSPOSE[orientation])).copy()
 
 
 def _is_truncated_jpeg(data: np.ndarray) -> bool:

@@ -89,4 +89,4 @@ def read_label_png(path: str | Path) -> np.ndarray:
         kind = "a colour (RGB) rendering" if mode.startswith("RGB") else f"a {mode!r} image (e.g. 16-bit)"
         raise SeglabError(f"label {path} is {kind}, but an 8-bit index/palette PNG is expected; use the "
                           "*_labelIds.png / *_labelTrainIds.png / SegmentationClass files, not the colour ones")
-    return np.ascontiguousarray(array, dtype=np.uint8)
+    return np.array(array, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays

@@ -161,7 +161,7 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
     written, skipped = [], [(p, "not an image file") for p in others]
     for path in tqdm(images, desc="predict", disable=not progress):
         try:
-            image = read_image(path)
+            image = read_image(path, upright=True)
         except SeglabError as exc:
             skipped.append((path, str(exc)))
             continue

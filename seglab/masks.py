@@ -92,8 +92,8 @@ def _label_id(label: str, source: str) -> int:
     try:
         return cityscapes_label(label).id
     except KeyError:
-        known = ", ".join(lab.name for lab in CS_LABELS)
-        raise SeglabError(f"{source}: unknown label {label!r} (known Cityscapes labels: {known})") from None
+        raise SeglabError(f"{source}: unknown label {label!r}; use a Cityscapes label name "
+                          "(cityscapesscripts.helpers.labels lists them)") from None
 
 
 # ------------------------------------------------------------------------------------------------ drawing
@@ -182,9 +182,12 @@ class MaskSummary:
     skipped: int
     seconds: float
     workers: int
+    missing_splits: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         skipped = f", {self.skipped} skipped (outputs exist; --overwrite redoes them)" if self.skipped else ""
+        if self.missing_splits:
+            skipped += f"; split(s) {', '.join(self.missing_splits)} not found under gtFine/, skipped"
         workers = f"{self.workers} worker" + ("s" if self.workers != 1 else "")
         speed = f" ({self.written / self.seconds:.1f} frames/s, {workers})" if self.written and self.seconds > 0 else ""
         return (f"masks: {self.written} of {self.frames} frames written{skipped} in {self.seconds:.1f} s{speed} "
@@ -238,7 +241,9 @@ def generate_masks(root: str | os.PathLike, out: str | os.PathLike | None = None
                               "choose another --out") from None
     workers = min(workers or default_workers(), max(len(jobs), 1))
     run_parallel(_mask_job, jobs, workers, "masks", "frame", progress)
-    return MaskSummary(out, len(frames), len(jobs), len(frames) - len(jobs), time.perf_counter() - start, workers)
+    missing = tuple(split for split in splits if not (Path(root) / "gtFine" / split).is_dir())
+    return MaskSummary(out, len(frames), len(jobs), len(frames) - len(jobs), time.perf_counter() - start, workers,
+                       missing)
 
 
 # ------------------------------------------------------------------------------------------------ comparing

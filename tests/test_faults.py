@@ -1,0 +1,72 @@
+"""Faults found on real files and bad input: permissions, EXIF orientation, read-only arrays, skipped splits."""
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seglab import masks
+from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
+from seglab.files import atomic_write_bytes
+from seglab.infer import predict_folder
+from seglab.labels import CITYSCAPES
+from seglab.models import build_model
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "atomic.bin", b"x")
+        with open(tmp_path / "plain.bin", "wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "atomic.bin").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode) == 0o666 & ~umask
+
+
+def _sideways_jpeg(path):
+    """A 'phone photo': stored 40 wide x 20 high with its left half red, tagged Orientation=6 (rotate 90 cw)."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20, 0] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    return stored
+
+
+def test_read_image_upright_follows_exif_orientation(tmp_path):
+    _sideways_jpeg(tmp_path / "photo.jpg")
+    assert read_image(tmp_path / "photo.jpg").shape == (20, 40, 3)  # as stored (datasets keep their pixels)
+    upright = read_image(tmp_path / "photo.jpg", upright=True)
+    assert upright.shape == (40, 20, 3)
+    assert upright[:20, :, 0].mean() > 200 and upright[20:, :, 0].mean() < 50  # the red half is now on top
+
+
+def test_predict_labels_have_the_displayed_size(tmp_path):
+    (tmp_path / "in").mkdir()
+    _sideways_jpeg(tmp_path / "in" / "photo.jpg")
+    model = build_model("unet", 19, base_width=4, depth=2)
+    predict_folder(model, CITYSCAPES, tmp_path / "in", tmp_path / "out", torch.device("cpu"), progress=False)
+    with Image.open(tmp_path / "out" / "photo_label.png") as label:
+        assert label.size == (20, 40)  # width x height as displayed, not as stored
+
+
+def test_labels_load_without_the_read_only_numpy_warning(minicity, minivoc, tmp_path):
+    masks.generate_masks(minicity, tmp_path / "gen", splits=("val",), workers=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        VOCSegmentation(minivoc, "val")[0]
+        CityscapesSegmentation(minicity, "val", labels=str(tmp_path / "gen"))[0]
+
+
+def test_masks_says_which_default_split_is_missing(minicity, tmp_path):
+    summary = masks.generate_masks(minicity, tmp_path / "gen", splits=("val", "nosuchsplit"), workers=1,
+                                   progress=False)
+    assert "nosuchsplit not found" in str(summary)
