@@ -5,6 +5,7 @@ Randomness of every epoch (shuffling, augmentation, dropout) is derived from (se
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -73,22 +74,36 @@ def _write_json(path: Path, values: dict) -> None:
 
 
 class _TerminateAsInterrupt:
-    """Within the block, SIGTERM raises KeyboardInterrupt so both signals stop training the same clean way."""
+    """Within the block, SIGTERM and Ctrl-C stop training the same clean way (KeyboardInterrupt); inside ``hold()``
+    the interrupt waits until the epoch's files are all written, so last.pt and history.csv always agree."""
 
     def __enter__(self):
+        self.holding = self.pending = False
         try:
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
+            self.previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
         except ValueError:  # not the main thread (e.g. some notebook runners): leave signals alone
-            self.previous = None
+            self.previous = {}
         return self
 
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
+    def _interrupt(self, signum, frame):
+        if self.holding:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def hold(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
         return False
 
 
@@ -254,7 +269,7 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             _write_json(self.out / "config.json", self.config.to_dict())
-        with _TerminateAsInterrupt():
+        with _TerminateAsInterrupt() as signals:
             for epoch in range(self.start_epoch, self.config.epochs + 1):
                 started = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -268,10 +283,11 @@ class Trainer:
                 improved = row["miou"] > self.best_miou
                 self.best_miou = max(self.best_miou, row["miou"])
                 if self.dist.is_main:
-                    self._save("last.pt", epoch)
-                    if improved:
-                        self._save("best.pt", epoch)
-                    _write_history(self.out / "history.csv", self.history)
+                    with signals.hold():
+                        self._save("last.pt", epoch)
+                        if improved:
+                            self._save("best.pt", epoch)
+                        _write_history(self.out / "history.csv", self.history)
                     print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
                           f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
                           f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
