@@ -135,11 +135,11 @@ def ratios(table, peaks: dict[str, float], args) -> list[dict]:
 def run(args) -> tuple:
     import pandas as pd
 
-    from seglab.models import MODEL_NAMES
+    from seglab.models import NATIVE_MODEL_NAMES
     from seglab.runtime import resolve_device
 
     args.device = str(resolve_device(args.device))
-    names = args.models or list(MODEL_NAMES)
+    names = args.models or list(NATIVE_MODEL_NAMES)
     size = matmul_size(args.device, args.matmul_size)
     dtypes = list(dict.fromkeys(args.precisions + ([] if args.no_compare else args.compare_precisions)))
     before = matmul_peaks(dtypes, args.device, size)

@@ -230,7 +230,7 @@ def run(args) -> tuple:
 
     from seglab.config import TrainConfig
     from seglab.data import build_dataset
-    from seglab.models import MODEL_NAMES
+    from seglab.models import NATIVE_MODEL_NAMES
     from seglab.runtime import resolve_device, resolve_precision
 
     started = time.perf_counter()
@@ -243,7 +243,7 @@ def run(args) -> tuple:
 
         print(f"training throughput, crop {args.crop[0]}x{args.crop[1]}, batch {args.batch}:", flush=True)
         table = pd.DataFrame([throughput(config, model, batch, frames, args, Path(tmp)) for batch in args.batch
-                              for model in args.models or MODEL_NAMES])
+                              for model in args.models or NATIVE_MODEL_NAMES])
         after = matmul_peaks(precisions, args.device, args.matmul_size)
         add_ceilings(table, {p: max(before[p], after[p]) for p in precisions})
         curve, summary = learning_curve(config, frames, args, Path(tmp))

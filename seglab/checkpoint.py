@@ -49,6 +49,16 @@ class Checkpoint:
     def dataset(self) -> str:
         return self.run_config.dataset
 
+    @classmethod
+    def from_model(cls, model: nn.Module, dataset: str) -> Checkpoint:
+        """A record of a registry model that seglab did not train (e.g. torchvision's pretrained weights)."""
+        from seglab.labels import get_label_set
+
+        spec = model.seglab_spec
+        config = TrainConfig(model=spec["name"], dataset=dataset, model_options=spec["options"])
+        return cls(spec=spec, class_names=list(get_label_set(dataset).classes), config=config.to_dict(),
+                   model=model.state_dict())
+
     def save(self, path: str | Path) -> None:
         """Write the record atomically as a plain dict."""
         state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -105,13 +115,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def model_from_checkpoint(path: str | Path, *, expect_model: str | None = None,
+def model_from_checkpoint(path: str | Path | Checkpoint, *, expect_model: str | None = None,
                           expect_num_classes: int | None = None, map_location: str | torch.device = "cpu"
                           ) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model a checkpoint describes and load its weights; check it is the model the caller expects."""
+    """Rebuild the model a checkpoint (a file or a record) describes and load its weights; check it is the model the
+    caller expects."""
     from seglab.models import build_model
 
-    record = Checkpoint.load(path, map_location)
+    record = path if isinstance(path, Checkpoint) else Checkpoint.load(path, map_location)
     name, num_classes = record.spec["name"], record.spec["num_classes"]
     if expect_model is not None and expect_model != name:
         raise SeglabError(f"checkpoint {path} holds a {name!r} model, not {expect_model!r}; "

@@ -75,6 +75,8 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     sync_bn: bool = option(False, "SyncBatchNorm across processes under torchrun")
     progress: bool = option(True, "progress bars")
+    tensorboard: bool = option(True, "TensorBoard event files in the run folder: loss, LR, metrics, per-class IoU, "
+                                     "a few validation predictions")
 
     def check(self) -> None:
         """One-line errors for values that cannot work, before anything is read or written."""

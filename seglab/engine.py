@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -23,14 +24,16 @@ from tqdm.auto import tqdm
 from seglab.config import HISTORY_COLUMNS, TrainConfig
 from seglab.checkpoint import Checkpoint, unwrap
 from seglab.files import atomic_write
-from seglab.data import class_frequencies, weights_from_counts, train_dataset, val_dataset
+from seglab.data import class_frequencies, denormalize, weights_from_counts, train_dataset, val_dataset
 from seglab.errors import SeglabError
-from seglab.infer import evaluate
+from seglab.infer import evaluate, predict_logits
 from seglab.losses import SegmentationLoss
 from seglab.labels import get_label_set
 from seglab.models import build_model
 from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
                             seed_everything, tune_kernels_for_fixed_shapes)
+from seglab.tensorboard_log import TensorBoardLog
+from seglab.viz import triptych
 
 
 
@@ -117,7 +120,7 @@ class Trainer:
         self.dist, self.device = init_distributed(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         tune_kernels_for_fixed_shapes(self.device)  # every training batch has the crop's shape
-        label_set = get_label_set(config.dataset)
+        label_set = self.label_set = get_label_set(config.dataset)
         self.class_names, self.num_classes = list(label_set.classes), label_set.num_classes
         seed_everything(config.seed)
         model = build_model(config.model, self.num_classes, **config.model_options)  # bad names fail first
@@ -145,6 +148,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.history: dict[str, list] = {column: [] for column in HISTORY_COLUMNS}
         self.start_epoch, self.best_miou = 1, -1.0
+        self.log: TensorBoardLog | None = None  # opened by run() on rank 0 when config.tensorboard
         if resume:
             self._resume()
 
@@ -205,9 +209,12 @@ class Trainer:
         for step, (images, targets) in enumerate(bar):
             if step >= self.steps_per_epoch:
                 break
+            lr = self.optimizer.param_groups[0]["lr"]
             loss = self.train_step(images, targets, epoch, step)
             total += torch.stack([loss, torch.ones((), device=self.device)])
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            if self.log:
+                self.log.step((epoch - 1) * self.steps_per_epoch + step + 1, loss.item(), lr)
         if self.dist.enabled:
             dist.all_reduce(total)
         return float(total[0] / total[1].clamp(min=1))
@@ -258,6 +265,19 @@ class Trainer:
             loss = float(pair[0] / pair[1])
         return matrix.summary(self.class_names), loss
 
+    @torch.inference_mode()
+    def example_predictions(self, count: int = 3) -> list[np.ndarray]:
+        """image | ground truth | prediction panels of the first ``count`` validation images (for TensorBoard)."""
+        self.model.eval()
+        panels = []
+        for index in range(min(count, len(self.val_set))):
+            image, target = self.val_set[index]
+            logits = predict_logits(self.model, image[None].to(self.device), precision=self.precision,
+                                    channels_last=self.config.channels_last)
+            prediction = logits.argmax(1)[0].to(torch.uint8).cpu()
+            panels.append(triptych(denormalize(image), target, prediction, self.label_set))
+        return panels
+
     def _save(self, name: str, epoch: int) -> None:
         Checkpoint(spec=unwrap(self.model).seglab_spec, class_names=self.class_names, config=self.config.to_dict(),
                    model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
@@ -269,7 +289,10 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             _write_json(self.out / "config.json", self.config.to_dict())
-        with _TerminateAsInterrupt() as signals:
+        if self.config.tensorboard and self.dist.is_main:
+            self.log = TensorBoardLog(self.out, first_step=(self.start_epoch - 1) * self.steps_per_epoch + 1)
+        logging = contextlib.closing(self.log) if self.log else contextlib.nullcontext()
+        with _TerminateAsInterrupt() as signals, logging:
             for epoch in range(self.start_epoch, self.config.epochs + 1):
                 started = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -288,6 +311,9 @@ class Trainer:
                         if improved:
                             self._save("best.pt", epoch)
                         _write_history(self.out / "history.csv", self.history)
+                    if self.log:
+                        self.log.epoch(epoch * self.steps_per_epoch, row, metrics["per_class_iou"],
+                                       self.example_predictions())
                     print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
                           f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
                           f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)

@@ -29,8 +29,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], durabl
     ``open()`` gives under the umask (mkstemp alone would leave it 0600).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise SeglabError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SeglabError(f"cannot write {path} ({exc.strerror or exc}); choose a writable output folder") from None
     os.close(fd)
     try:
         write(tmp)

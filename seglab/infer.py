@@ -1,4 +1,5 @@
-"""Inference: whole-image or sliding-window logits, flip TTA, dataset evaluation, benchmark export, folder prediction."""
+"""Inference: whole-image or sliding-window logits, multi-scale + flip TTA, dataset evaluation, benchmark export,
+folder prediction."""
 from __future__ import annotations
 
 import json
@@ -49,13 +50,9 @@ def _tile_starts(size: int, window: int, stride: int) -> list[int]:
     return sorted(set(starts))
 
 
-def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "fp32", flip: bool = False,
-                   window: tuple[int, int] | None = None, overlap: float = 1 / 3, channels_last: bool = False
-                   ) -> torch.Tensor:
-    """Logits at input resolution; with ``window`` the image is covered by overlapping tiles whose logits average.
-    Every caller (training validation, evaluate, predict, the comparison app) infers through this one function."""
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+def _windowed(model: nn.Module, images: torch.Tensor, precision: str, flip: bool, window: tuple[int, int] | None,
+              overlap: float) -> torch.Tensor:
+    """Logits of ``images``, whole or tile by tile (overlapping tiles average where they meet)."""
     if window is None:
         return _forward(model, images, precision, flip)
     n, _, height, width = images.shape
@@ -71,6 +68,35 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "
             total[:, :, top:top + win_h, left:left + win_w] += tile
             counts[:, :, top:top + win_h, left:left + win_w] += 1
     return total / counts
+
+
+def check_scales(scales: Sequence[float]) -> Sequence[float]:
+    """``scales`` if it is a non-empty list of positive finite resize factors, else a one-line SeglabError."""
+    if not scales or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales):
+        raise SeglabError(f"test-time scales must be positive numbers like 0.75,1.0,1.25, got {scales!r}")
+    return scales
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "fp32", flip: bool = False,
+                   window: tuple[int, int] | None = None, overlap: float = 1 / 3, channels_last: bool = False,
+                   scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+    """Logits at input resolution. ``window``: the image is covered by overlapping tiles whose logits average.
+    ``scales``: multi-scale test-time augmentation as in mmsegmentation's aug-test: the image is resized by each
+    factor, and the logits, resized back to the input size, average. Every caller (training validation, evaluate,
+    predict, the comparison app) infers through this one function."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    size = images.shape[-2:]
+    total = 0
+    for scale in scales:
+        if scale == 1:
+            total = total + _windowed(model, images, precision, flip, window, overlap)
+            continue
+        scaled_size = [max(1, round(side * scale)) for side in size]
+        scaled = F.interpolate(images, size=scaled_size, mode="bilinear", align_corners=False)
+        logits = _windowed(model, scaled, precision, flip, window, overlap)
+        total = total + F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return total / len(scales)
 
 
 def export_name(image_path: Path) -> Path:
@@ -146,8 +172,8 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
 @torch.inference_mode()
 def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path, out_dir: str | Path,
                    device: torch.device, *, precision: str = "fp32", flip: bool = False,
-                   window: tuple[int, int] | None = None, channels_last: bool = False, alpha: float = 0.5,
-                   progress: bool = True) -> dict:
+                   window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,),
+                   channels_last: bool = False, alpha: float = 0.5, progress: bool = True) -> dict:
     """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
 
     Unreadable files are skipped and reported; images larger than AUTO_WINDOW_PIXELS use a sliding window.
@@ -167,7 +193,7 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
             continue
         tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).unsqueeze(0).to(device)
         use_window = window or (DEFAULT_WINDOW if image.shape[0] * image.shape[1] > AUTO_WINDOW_PIXELS else None)
-        logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window,
+        logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window, scales=scales,
                                 channels_last=channels_last)
         label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         stem = out_dir / path.relative_to(images_dir).with_suffix("")
@@ -201,19 +227,21 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def _setup(checkpoint: str | Path, device: str, precision: str) -> tuple[nn.Module, Checkpoint, torch.device, str]:
-    """The checkpoint's model on ``device`` in eval mode and channels_last, its record, the device and precision."""
+def _setup(checkpoint: str | Path | Checkpoint, device: str, precision: str
+           ) -> tuple[nn.Module, Checkpoint, torch.device, str]:
+    """The checkpoint's model (a file, or a record such as ``Checkpoint.from_model``) on ``device`` in eval mode and
+    channels_last, its record, the device and precision."""
     device_t = resolve_device(device)
     model, record = model_from_checkpoint(checkpoint)
     model = model.to(device_t, memory_format=torch.channels_last).eval()
     return model, record, device_t, resolve_precision(precision, device_t)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "val", labels: str = "provided",
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *, split: str = "val", labels: str = "provided",
                         export_dir: str | Path | None = None, json_path: str | Path | None = None,
                         device: str = "auto", precision: str = "auto", flip: bool = False,
-                        window: tuple[int, int] | None = None, workers: int = 2, progress: bool = True
-                        ) -> EvaluationReport:
+                        window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), workers: int = 2,
+                        progress: bool = True) -> EvaluationReport:
     """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""
     model, record, device_t, precision = _setup(checkpoint, device, precision)
     if export_dir is not None and record.dataset != "cityscapes":
@@ -221,7 +249,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     label_set = get_label_set(record.dataset)
     dataset = build_dataset(record.dataset, data, split, labels=labels)
     predictions = iter_predictions(model, dataset, device_t, precision=precision, flip=flip, window=window,
-                                   channels_last=True, workers=workers, progress=progress)
+                                   scales=scales, channels_last=True, workers=workers, progress=progress)
     if export_dir is not None:
         predictions = export_cityscapes(predictions, dataset, export_dir)
     matrix, _ = score_predictions(predictions, dataset.num_classes, device_t)
@@ -236,10 +264,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str 
     return report
 
 
-def predict_checkpoint(checkpoint: str | Path, images_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
-                       precision: str = "auto", flip: bool = False, window: tuple[int, int] | None = None,
-                       alpha: float = 0.5, progress: bool = True) -> dict:
+def predict_checkpoint(checkpoint: str | Path | Checkpoint, images_dir: str | Path, out_dir: str | Path, *,
+                       device: str = "auto", precision: str = "auto", flip: bool = False,
+                       window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), alpha: float = 0.5,
+                       progress: bool = True) -> dict:
     """``predict_folder`` with the model, classes and colours a checkpoint describes."""
     model, record, device_t, precision = _setup(checkpoint, device, precision)
     return predict_folder(model, get_label_set(record.dataset), images_dir, out_dir, device_t, precision=precision,
-                          flip=flip, window=window, channels_last=True, alpha=alpha, progress=progress)
+                          flip=flip, window=window, scales=scales, channels_last=True, alpha=alpha,
+                          progress=progress)

@@ -89,20 +89,22 @@ class CompareApp:
     from it). Predictions use the whole image at native resolution (very large images: a sliding window), on
     ``device`` with ``precision`` ('auto' = bf16 where the hardware has it, else fp32). Each model sees the image
     resized by ``scale`` (None: the ``val_scale`` its run validated at, as stored in the checkpoint; 1: native size)
-    and its logits are resized back, so every panel and score is at the ground truth's resolution. The widget
+    and its logits are resized back, so every panel and score is at the ground truth's resolution. ``tta_scales``
+    and ``flip`` turn on multi-scale and flip test-time augmentation (see ``seglab.infer.predict_logits``). The widget
     shows panels at most ``display_width`` pixels wide; at most ``cache_size`` predictions are kept.
     """
 
     def __init__(self, checkpoints: Sequence[str | Path] | Mapping[str, str | Path],
                  dataset: SegmentationDataset | str | Path, *, split: str = "val", device: str = "auto",
-                 precision: str = "auto", scale: float | None = None, cache_size: int = 256,
-                 display_width: int = 512) -> None:
+                 precision: str = "auto", scale: float | None = None, tta_scales: Sequence[float] = (1.0,),
+                 flip: bool = False, cache_size: int = 256, display_width: int = 512) -> None:
         named = dict(checkpoints) if isinstance(checkpoints, Mapping) else dict(
             zip(checkpoint_names(list(checkpoints)), checkpoints))
         if not named:
             raise SeglabError("no checkpoint to compare: pass at least one path to a trained model's best.pt")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        self.tta = {"scales": tuple(infer.check_scales(tta_scales)), "flip": bool(flip)}
         self.models: dict[str, torch.nn.Module] = {}
         self.paths: dict[str, Path] = {}
         self.scales: dict[str, float] = {}
@@ -178,7 +180,7 @@ class CompareApp:
         tensor = eval_transforms(size)(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
         window = infer.DEFAULT_WINDOW if tensor.shape[-2] * tensor.shape[-1] > infer.AUTO_WINDOW_PIXELS else None
         logits = infer.predict_logits(self.models[name], tensor.unsqueeze(0).to(self.device),
-                                      precision=self.precision, window=window, channels_last=True)
+                                      precision=self.precision, window=window, channels_last=True, **self.tta)
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         prediction = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()

@@ -12,7 +12,8 @@ import torchvision
 
 from seglab.cli import main
 from seglab.errors import SeglabError
-from seglab.models import MODEL_NAMES, build_model, count_parameters, list_models, model_options
+from seglab.models import (MODEL_NAMES, NATIVE_MODEL_NAMES, build_model, count_parameters, list_models,
+                           model_options)
 from seglab.models.deeplabv3plus import dilated_resnet
 from seglab.models.fcn import bilinear_upsampler
 from seglab.models.r2unet import RecurrentConv
@@ -26,7 +27,7 @@ def _model(name: str, **options) -> torch.nn.Module:
 
 
 # ------------------------------------------------------------------------------------------------ every model
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", NATIVE_MODEL_NAMES)
 def test_logits_have_input_resolution_at_even_and_odd_sizes(name):
     model = _model(name).eval()
     with torch.inference_mode():
@@ -40,7 +41,7 @@ def test_logits_have_input_resolution_at_even_and_odd_sizes(name):
         torch.testing.assert_close(model(x)[1:], model(x[1:]), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", NATIVE_MODEL_NAMES)
 def test_gradients_reach_every_parameter(name):
     model = _model(name).train()
     x = torch.randn(2, 3, 64, 96)
@@ -52,7 +53,7 @@ def test_gradients_reach_every_parameter(name):
         assert torch.isfinite(param.grad).all(), f"{pname} has a non-finite gradient"
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", NATIVE_MODEL_NAMES)
 def test_torch_export_matches_eager(name):
     model = _model(name).eval()
     x = torch.randn(1, 3, 70, 101)
@@ -62,7 +63,7 @@ def test_torch_export_matches_eager(name):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace.*` is deprecated")
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", NATIVE_MODEL_NAMES)
 def test_jit_trace_matches_eager(name):
     model = _model(name).eval()
     x = torch.randn(1, 3, 70, 101)
@@ -243,7 +244,7 @@ def test_unet_base_width_64_gives_the_paper_widths():
 
 # ---------------------------------------------------------------------------------------------------- slow
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", NATIVE_MODEL_NAMES)
 def test_full_resolution_forward_on_cpu(name, record_property):
     model = build_model(name, 19).eval()
     x = torch.randn(1, 3, 1024, 2048)

@@ -18,11 +18,12 @@ from seglab.models.ddunet import DDUNet
 from seglab.models.deeplabv3plus import DeepLabV3Plus
 from seglab.models.fcn import FCN8s
 from seglab.models.r2unet import R2UNet
+from seglab.models.torchvision_seg import torchvision_classes
 from seglab.models.unet import UNet, UNetVGG13
 
 # Options that only choose where initial weights come from; a checkpoint's state dict replaces them, so they are
 # left out of `seglab_spec` (rebuilding from a checkpoint must not need the internet or the original file).
-INIT_OPTIONS = ("pretrained", "backbone_weights")
+INIT_OPTIONS = ("pretrained", "backbone_weights", "weights")
 
 
 class _Entry(NamedTuple):
@@ -38,8 +39,12 @@ _REGISTRY: dict[str, _Entry] = {
     "deeplabv3plus": _Entry(DeepLabV3Plus, "DeepLab", "Chen et al., ECCV 2018"),
     "r2unet": _Entry(R2UNet, "R2U-Net", "Alom et al., arXiv:1802.06955, 2018"),
     "ddunet": _Entry(DDUNet, "DDU-Net", "dilated U-Net (Ronneberger 2015 + Yu & Koltun 2016)"),
+    **{name: _Entry(cls, "torchvision", f"torchvision.models.segmentation.{cls.arch}")
+       for name, cls in torchvision_classes().items()},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# The architectures written in seglab (the tv_* models wrap torchvision's networks unchanged).
+NATIVE_MODEL_NAMES: tuple[str, ...] = tuple(name for name, entry in _REGISTRY.items() if entry.family != "torchvision")
 
 
 class ModelInfo(NamedTuple):
@@ -103,5 +108,5 @@ def list_models(num_classes: int = 19) -> list[ModelInfo]:
     ]
 
 
-__all__ = ["MODEL_NAMES", "INIT_OPTIONS", "ModelInfo", "build_model", "count_parameters", "list_models",
+__all__ = ["MODEL_NAMES", "NATIVE_MODEL_NAMES", "INIT_OPTIONS", "ModelInfo", "build_model", "count_parameters", "list_models",
            "model_options"]

@@ -101,35 +101,42 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
+def read_state_dict(path: str | os.PathLike, option: str, builder: str) -> dict:
+    """A state dict of tensors read safely from ``path`` (given as ``option``); ``builder`` names the torchvision
+    call whose ``state_dict()`` the file should hold, for the error message."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SeglabError(f"{option} file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # any unreadable file is the user's to fix
+        raise SeglabError(f"cannot read {option} {path} as a torch state dict: {_one_line(exc)[:120]}") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SeglabError(f"{option} {path} is not a state dict; save one with torch.save({builder}.state_dict(), PATH)")
+    return dict(state)
+
+
 def backbone_state_dict(arch: str, pretrained: bool, backbone_weights: str | os.PathLike | None) -> dict | None:
     """The torchvision state dict to start backbone `arch` from: ImageNet weights (`pretrained=True`, downloaded
     through torchvision's weights enum), a local file (`backbone_weights=PATH`), or None for random init."""
     if pretrained and backbone_weights is not None:
         raise SeglabError("give either pretrained=True or backbone_weights=PATH, not both")
     if backbone_weights is not None:
-        path = os.fspath(backbone_weights)
-        if not os.path.isfile(path):
-            raise SeglabError(f"backbone_weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:  # any unreadable file is the user's to fix
-            raise SeglabError(f"cannot read backbone_weights {path} as a torch state dict: {_one_line(exc)}") from exc
-        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise SeglabError(
-                f"backbone_weights {path} is not a state dict; save one with "
-                f"torch.save(torchvision.models.{arch}().state_dict(), PATH)"
-            )
-        return dict(state)
+        return read_state_dict(backbone_weights, "backbone_weights", f"torchvision.models.{arch}()")
     if pretrained:
-        weights = torchvision.models.get_model_weights(arch).DEFAULT
-        try:
-            return weights.get_state_dict(progress=False)
-        except (OSError, RuntimeError) as exc:  # URLError/HTTPError/timeouts are OSErrors; bad hash: RuntimeError
-            raise SeglabError(
-                f"cannot download the ImageNet weights for {arch} ({weights.url}): {_one_line(exc)}; without internet "
-                f"pass backbone_weights=PATH (a saved torchvision {arch} state dict) or pretrained=False"
-            ) from exc
+        return download_state_dict(arch, f"offline, pass backbone_weights=PATH (a saved torchvision {arch} state dict) "
+                                         "or pretrained=False")
     return None
+
+
+def download_state_dict(arch: str, offline_fix: str) -> dict:
+    """torchvision's DEFAULT weights for ``arch`` (downloaded once into torch's cache); offline, a one-line error."""
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    try:
+        return weights.get_state_dict(progress=False)
+    except (OSError, RuntimeError) as exc:  # URLError/HTTPError/timeouts are OSErrors; bad hash: RuntimeError
+        raise SeglabError(f"cannot download torchvision's {arch} weights ({weights.url}): {_one_line(exc)[:120]}; "
+                          f"{offline_fix}") from None
 
 
 def load_backbone(module: nn.Module, state: Mapping[str, torch.Tensor], arch: str) -> None:

@@ -1,0 +1,59 @@
+"""ONNX export: every registry architecture runs in onnxruntime with PyTorch fp32's argmax; the CLI's bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seglab.checkpoint import Checkpoint, model_from_checkpoint
+from seglab.cli import main
+from seglab.models import NATIVE_MODEL_NAMES, build_model
+from seglab.onnx_export import compare_with_pytorch, export_onnx, onnx_latency_ms, onnx_logits, onnx_session
+
+SMALL = {"unet": {"base_width": 8, "depth": 3}, "r2unet": {"base_width": 8, "t": 1},
+         "ddunet": {"base_width": 8, "dilations": (1, 2)}, "fcn8s": {"fc_channels": 64}}
+
+
+@pytest.mark.parametrize("name", [*NATIVE_MODEL_NAMES, "tv_lraspp_mobilenet_v3_large"])
+def test_onnxruntime_gives_the_pytorch_argmax(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(name, 5, **SMALL.get(name, {})).eval()
+    path = export_onnx(model, tmp_path / f"{name}.onnx", 48, 80)  # not a multiple of the models' strides
+    images = torch.randn(1, 3, 48, 80)
+    with torch.inference_mode():
+        expected = model(images)
+    logits = onnx_logits(onnx_session(path), images)
+    assert logits.shape == expected.shape
+    assert torch.equal(logits.argmax(1), expected.argmax(1))
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_export_command_and_its_bad_input(tmp_path, capsys):
+    checkpoint = tmp_path / "unet.pt"
+    Checkpoint.from_model(build_model("unet", 19, **SMALL["unet"]), "cityscapes").save(checkpoint)
+    out = tmp_path / "unet.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out),
+                 "--height", "32", "--width", "64"]) == 0
+    assert "same class on 100.0000%" in capsys.readouterr().out
+    assert onnx_session(out).get_inputs()[0].shape == [1, 3, 32, 64]
+    assert onnx_latency_ms(out, warmup=1, runs=2) > 0
+    model, _ = model_from_checkpoint(checkpoint)
+    assert compare_with_pytorch(model, out) == 1.0
+    before = out.read_bytes()
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(checkpoint.read_bytes()[:1000])
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad = [(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)], "not found"),
+           (["--checkpoint", str(corrupt), "--out", str(out)], "truncated or corrupt"),
+           (["--checkpoint", str(checkpoint), "--out", str(folder)], "it is a folder"),
+           (["--checkpoint", str(checkpoint), "--out", str(blocker / "x.onnx")], "choose a writable output folder"),
+           (["--checkpoint", str(checkpoint), "--out", str(out), "--format", "tflite"], "invalid choice"),
+           (["--checkpoint", str(checkpoint), "--out", str(out), "--height", "0"], "positive integer"),
+           (["--model", "segformer", "--out", str(out)], "unknown model 'segformer'")]
+    for arguments, message in bad:
+        assert main(["export", *arguments]) == 2, arguments
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert out.read_bytes() == before  # nothing already written was touched
