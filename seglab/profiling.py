@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -163,3 +165,28 @@ def profile_models(names: Sequence[str], **kwargs) -> "pd.DataFrame":
     import pandas as pd
 
     return pd.DataFrame([profile_model(name, **kwargs) for name in names])
+
+
+def compare_runtimes(names: Sequence[str], *, onnx_dir: str | os.PathLike, num_classes: int = 19, height: int = 512,
+                     width: int = 1024, warmup: int = 1, runs: int = 3) -> "pd.DataFrame":
+    """Median CPU latency (ms) of each model at batch 1 in PyTorch fp32, PyTorch bf16 (autocast) and onnxruntime
+    (the model exported to ``onnx_dir/<name>.onnx``), side by side in one process."""
+    import pandas as pd
+
+    from seglab.models import build_model
+    from seglab.onnx_export import export_onnx, onnx_latency_ms
+
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = build_model(name, num_classes).eval()
+        row = {"model": name, "height": height, "width": width}
+        inputs = torch.randn(1, 3, height, width).contiguous(memory_format=torch.channels_last)
+        with_layout = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        for precision in ("fp32", "bf16"):
+            row[f"pytorch_{precision}_ms"] = 1000 * statistics.median(
+                time_forward(with_layout, inputs, precision, warmup, runs))
+        path = export_onnx(model, Path(onnx_dir) / f"{name}.onnx", height, width)
+        row["onnxruntime_ms"] = onnx_latency_ms(path, warmup, runs)
+        rows.append(row)
+    return pd.DataFrame(rows)

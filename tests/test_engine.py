@@ -33,7 +33,9 @@ def _digest(path) -> str:
 def test_fit_writes_run_directory(minicity, tmp_path):
     history = fit(tiny_config(minicity, tmp_path / "run"))
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"history.csv", "last.pt", "best.pt", "config.json"}
+    names = {p.name for p in run.iterdir()}
+    events = {name for name in names if name.startswith("events.out.tfevents.")}  # TensorBoard (tests/test_tensorboard.py)
+    assert names - events == {"history.csv", "last.pt", "best.pt", "config.json"} and len(events) == 1
     table = pd.read_csv(run / "history.csv")
     assert list(table.columns) == HISTORY_COLUMNS and list(table["epoch"]) == [1, 2]
     assert table["train_loss"].notna().all() and table["miou"].between(0, 1).all()

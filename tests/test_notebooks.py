@@ -42,10 +42,11 @@ TINY: dict[str, dict] = {
     "05": ARCH,
     "06": ARCH,
     "07": {"data_root": "@minicity", "crop": [64, 128], "model_options": TINY_UNET, **TINY_TRAIN},
-    "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "workers": 0},
+    "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "scales": [0.5, 1.0],
+           "workers": 0},
     "09": {"data_root": "@minicity", "checkpoint": "@checkpoint", "frames": 2, "fps": 4.0, "own_count": 1},
     "10": {"models": ["unet", "ddunet"], "height": 64, "width": 128, "warmup": 0, "runs": 1, "demo_size": [64, 128],
-           "demo_runs": 2},
+           "demo_runs": 2, "runtime_models": ["unet"], "runtime_size": [32, 64]},
     "11": {"data_root": "@minicity", "checkpoints": ["@checkpoint", "@missing"], "figure_images": 2},
     "12": {"data_root": "@minivoc", "crop": [32, 48], "sample_images": 2, "model_options": VOC_OPTIONS, **TINY_TRAIN},
 }
@@ -176,7 +177,7 @@ def check_08(results: dict, out: Path) -> None:
     assert results["images"] == 3 and results["export_files"] == 3 and Path(results["export_zip"]).is_file()
     assert 0 <= results["miou"] <= results["mdice"] <= 1
     assert results["official_miou"] == pytest.approx(results["miou"], abs=1e-6)  # cityscapesscripts agrees
-    assert set(results["tta"]) == {"whole image", "sliding window", "flip"}
+    assert set(results["tta"]) == {"whole image", "sliding window", "flip", "scales [0.5, 1.0] + flip"}
     assert all(0 <= value <= 1 for value in results["tta"].values())
     assert set(results["category_iou"]) == {"flat", "construction", "object", "nature", "sky", "human", "vehicle"}
 
@@ -197,6 +198,10 @@ def check_10(results: dict, out: Path) -> None:
     for name in ("unet", "ddunet"):  # the reported size is the real model's
         assert results["params_m"][name] == pytest.approx(n_params(name) / 1e6)
     assert results["fastest"] in ("unet", "ddunet") and Path(results["csv"]).name == "profile.csv"
+    runtimes = results["runtimes"]["unet"]
+    assert (runtimes["height"], runtimes["width"]) == (32, 64)
+    assert all(runtimes[k] > 0 for k in ("pytorch_fp32_ms", "pytorch_bf16_ms", "onnxruntime_ms"))
+    assert (out / "outputs" / "onnx" / "unet.onnx").is_file()
 
 
 def check_11(results: dict, out: Path) -> None:
