@@ -1,0 +1,258 @@
+"""Time to accuracy: seglab's demo recipe against a seed-style recipe on the same MiniCity, in one run.
+
+* seglab: the recipe of notebook 07, read from that notebook's ``parameters`` cell (the one place it is written) and
+  run by seglab's ``Trainer`` (its crops, loss, schedule and precision);
+* seed-style: what the older repositories did: fp32, Adam at a fixed learning rate, whole frames resized to 256x256
+  with horizontal flips and 90-degree rotations, plain cross-entropy (ignore 255), batch 8, the same model.
+
+Each arm trains for ``--budget`` CPU-seconds of this process (``time.process_time``: every thread, data loading
+included, as the loaders run in-process) and is validated every ``--eval-every`` CPU-seconds on the validation split
+at native resolution (the seed-style arm predicts at its 256x256 training geometry and its logits are resized to the
+label size, as those repositories evaluated). Validation time is not counted. Writes ``recipe.csv`` (one row per
+validation), ``recipe.png`` (mIoU against CPU-seconds, both arms), ``recipe_ablation.csv`` with ``--ablation`` (the
+seglab recipe with one lever reverted at a time), and prints as its last line
+``time-to-accuracy: seglab reaches the seed-style best mIoU X in A s vs B s: N.Nx``.
+
+    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget 600] [--ablation]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
+from benchmarks.common import DEFAULT_OUT, ROOT, machine, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402,I001
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torchvision import tv_tensors  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
+
+from seglab.config import TrainConfig, field_names  # noqa: E402
+from seglab.data import _to_float_normalized, build_dataset  # noqa: E402
+from seglab.engine import Trainer  # noqa: E402
+from seglab.labels import IGNORE_INDEX  # noqa: E402
+from seglab.metrics import ConfusionMatrix  # noqa: E402
+
+NOTEBOOK = ROOT / "notebooks" / "07_training.ipynb"
+SEED_SIZE = (256, 256)
+# Each ablation row reverts one lever of the seglab recipe to the seed-style choice.
+ABLATION = {
+    "seglab recipe": {},
+    "half-scale training": {"scale": 0.5, "crop": (128, 256)},
+    "plain cross-entropy": {"loss": "cross_entropy", "lovasz_weight": 0.0},
+    "no cat_max_ratio crops": {"cat_max_ratio": 1.0},
+    "constant LR (no warm-up/poly)": {"schedule_off": True},
+}
+
+
+def notebook_recipe() -> dict:
+    """The TrainConfig fields set in notebook 07's parameters cell (literal values, as papermill injects them)."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    return {k: v for k, v in values.items() if k in field_names()}
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+@torch.inference_mode()
+def native_miou(model: torch.nn.Module, val_set, resize_to: tuple[int, int] | None = None) -> tuple[float, int]:
+    """Validation mIoU at native resolution and the number of classes with IoU > 0; ``resize_to``: the model sees
+    the image at that size and its logits are resized back to the label size."""
+    model.eval()
+    matrix = ConfusionMatrix(val_set.num_classes)
+    for index in range(len(val_set)):
+        image, target = val_set[index]
+        images = image[None] if resize_to is None else F.interpolate(image[None], size=resize_to, mode="bilinear",
+                                                                       align_corners=False)
+        logits = model(images.contiguous(memory_format=torch.channels_last)).float()
+        logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=False)
+        matrix.update(logits.argmax(1), target[None])
+    model.train()
+    iou = matrix.iou()
+    return matrix.miou(), int((iou > 0).sum())
+
+
+# ------------------------------------------------------------------------------------------------ the two arms
+def forever(make_loader: Callable[[int], torch.utils.data.DataLoader]) -> Iterator:
+    epoch = 1
+    while True:
+        yield from make_loader(epoch)
+        epoch += 1
+
+
+def train_for(arm: str, step: Callable[[], None], score: Callable[[], tuple[float, int]], budget: float,
+              eval_every: float) -> list[dict]:
+    """Call ``step`` until ``budget`` CPU-seconds of it have passed, scoring every ``eval_every`` seconds."""
+    rows, spent, steps, next_eval = [], 0.0, 0, eval_every
+    while spent < budget:
+        start = time.process_time()
+        step()
+        spent += time.process_time() - start
+        steps += 1
+        if spent >= next_eval or spent >= budget:
+            miou, learned = score()
+            rows.append({"arm": arm, "steps": steps, "cpu_seconds": round(spent, 1), "miou": miou,
+                         "classes_learned": learned})
+            print(f"  {arm}: {steps} steps, {spent:.0f} CPU-s: val mIoU {miou:.4f}, {learned} classes > 0", flush=True)
+            next_eval += eval_every
+    return rows
+
+
+def seglab_arm(data: Path, work: Path, args, overrides: dict, name: str) -> list[dict]:
+    """The notebook-07 recipe (with ``overrides``) through seglab's Trainer, the schedule sized to the budget."""
+    values = {**notebook_recipe(), **overrides}
+    constant = values.pop("schedule_off", False)
+    config = TrainConfig.from_dict({**values, "data": str(data), "out": str(work / "seglab"), "workers": 0,
+                                    "progress": False, "tensorboard": False, "seed": args.seed, "val_scale": 1.0})
+    trainer = Trainer(config, overwrite=True)
+    # the schedule spans the steps the budget buys (measured on a first step), as a run of that length would
+    first = time.process_time()
+    batches = forever(trainer._loader)
+    images, targets = next(batches)
+    trainer.train_step(images, targets)
+    total = max(2, int(args.budget / (time.process_time() - first)))
+    if constant:
+        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1.0)
+    else:
+        from seglab.engine import lr_lambda
+
+        warmup = min(total - 1, int(config.warmup_epochs * trainer.steps_per_epoch))
+        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer,
+                                                              lr_lambda(total, warmup, config.schedule))
+
+    def step() -> None:
+        trainer.train_step(*next(batches))
+
+    return train_for(name, step, lambda: native_miou(trainer.model, trainer.val_set), args.budget, args.eval_every)
+
+
+class RandomRot90(v2.Transform):
+    """Rotate image and mask together by a random multiple of 90 degrees (square inputs keep their size)."""
+
+    def make_params(self, flat_inputs):
+        return {"k": int(torch.randint(0, 4, ()))}
+
+    def transform(self, inpt, params):
+        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return inpt
+        return tv_tensors.wrap(torch.rot90(inpt.as_subclass(torch.Tensor), params["k"], dims=(-2, -1)), like=inpt)
+
+
+def seed_style_arm(data: Path, args, model_name: str, model_options: dict) -> list[dict]:
+    """fp32, Adam at a fixed LR, whole frames resized to 256x256 with flips and 90-degree rotations, plain CE."""
+    from seglab.models import build_model
+
+    torch.manual_seed(args.seed)
+    transforms = v2.Compose([v2.Resize(SEED_SIZE), v2.RandomHorizontalFlip(), RandomRot90(), *_to_float_normalized()])
+    train_set = build_dataset("cityscapes", data, "train", transforms)
+    val_set = build_dataset("cityscapes", data, "val")
+    model = build_model(model_name, train_set.num_classes, **model_options)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.seed_lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    batches = forever(lambda epoch: torch.utils.data.DataLoader(train_set, batch_size=8, shuffle=True, drop_last=True,
+                                                                generator=generator))
+    model.train()
+
+    def step() -> None:
+        images, targets = next(batches)
+        loss = F.cross_entropy(model(images), targets, ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return train_for("seed-style", step, lambda: native_miou(model, val_set, SEED_SIZE), args.budget,
+                     args.eval_every)
+
+
+# ------------------------------------------------------------------------------------------------ results
+def time_to_reach(rows: list[dict], target: float) -> float:
+    """CPU-seconds at the first validation at or above ``target`` (inf if never)."""
+    return next((r["cpu_seconds"] for r in rows if r["miou"] >= target), float("inf"))
+
+
+def plot(table, path: Path, headline: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for arm, rows in table.groupby("arm", sort=False):
+        ax.plot(rows["cpu_seconds"], rows["miou"], marker="o", label=f"{arm} (best {rows['miou'].max():.3f})")
+    ax.set_xlabel("training CPU-seconds (this process, data loading included)")
+    ax.set_ylabel("val mIoU at native resolution")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(headline, fontsize=9)
+    fig.suptitle(f"MiniCity time to accuracy on {machine()}", fontsize=10)
+    save_plot(fig, path)
+
+
+def run(args) -> str:
+    import pandas as pd
+
+    from seglab.synth import generate_minicity
+
+    recipe = notebook_recipe()
+    with tempfile.TemporaryDirectory(prefix="bench_recipe_") as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "minicity"
+            generate_minicity(data, train=args.train_frames, val=args.val_frames, test=0, seed=args.seed)
+        print(f"recipe of {NOTEBOOK.name}: {recipe}", flush=True)
+        rows = seed_style_arm(data, args, recipe.get("model", "unet"), recipe.get("model_options", {}))
+        rows += seglab_arm(data, Path(tmp), args, {}, "seglab")
+        ablation = []
+        if args.ablation:
+            for seed in args.ablation_seeds:
+                for name, overrides in ABLATION.items():
+                    seeded = argparse.Namespace(**{**vars(args), "seed": seed, "eval_every": args.budget})
+                    result = seglab_arm(data, Path(tmp), seeded, overrides, name)[-1]
+                    ablation.append({"recipe": name, "seed": seed, "miou": result["miou"],
+                                     "classes_learned": result["classes_learned"], "cpu_seconds": result["cpu_seconds"]})
+    table = pd.DataFrame(rows)
+    write_csv(table, args.out / "recipe.csv")
+    seed_rows, seglab_rows = (table[table["arm"] == a].to_dict("records") for a in ("seed-style", "seglab"))
+    target = max(r["miou"] for r in seed_rows)
+    seed_time, seglab_time = time_to_reach(seed_rows, target), time_to_reach(seglab_rows, target)
+    headline = (f"time-to-accuracy: seglab reaches the seed-style best mIoU {target:.3f} in {seglab_time:.0f} s vs "
+                f"{seed_time:.0f} s: {seed_time / seglab_time:.1f}x")
+    plot(table, args.out / "recipe.png", headline)
+    if ablation:
+        frame = pd.DataFrame(ablation)
+        write_csv(frame, args.out / "recipe_ablation.csv")
+        print(frame.groupby("recipe", sort=False)[["miou", "classes_learned"]].agg(["mean", "min", "max"]).to_string())
+    record_ratios(args.out, [ratio_row("recipe", f"CPU-seconds to the seed-style best val mIoU {target:.3f}",
+                                       seglab_time, seed_time, "s", higher_is_better=False,
+                                       peer_name="seed-style recipe", target=5.0,
+                                       detail=f"best mIoU seglab {max(r['miou'] for r in seglab_rows):.3f} vs "
+                                              f"{target:.3f} in {args.budget:.0f} CPU-s each")])
+    print(headline, flush=True)
+    return headline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=600, help="training CPU-seconds per arm")
+    parser.add_argument("--eval-every", type=float, default=60, help="CPU-seconds between validations")
+    parser.add_argument("--seed-lr", type=float, default=1e-3, help="the seed-style arm's fixed Adam learning rate")
+    parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root (default: a fresh MiniCity)")
+    parser.add_argument("--train-frames", type=int, default=300)
+    parser.add_argument("--val-frames", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ablation", action="store_true", help="also train each ablation row (--budget each)")
+    parser.add_argument("--ablation-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
