@@ -10,6 +10,9 @@ Writes ``outputs/benchmarks/infer.csv`` (one row per model and precision), ``inf
 
     .venv/bin/python benchmarks/bench_infer.py [--device cpu|cuda] [--precisions fp32,bf16] [--warmup 1 --runs 3]
 
+bf16 is measured by default only where ``precision="auto"`` would use it (a CPU with AVX512-BF16/AMX, a bf16 GPU):
+elsewhere it is emulated, ten times slower than fp32, and says nothing about the models.
+
 On a GPU (``--device cuda``) the rows of UNet, FCN-8s and DeepLabV3+ R50 OS8 / OS16 also carry the figures the older
 repositories published for the same size (they timed file I/O too and read memory off nvidia-smi).
 """
@@ -136,9 +139,12 @@ def run(args) -> tuple:
     import pandas as pd
 
     from seglab.models import NATIVE_MODEL_NAMES
-    from seglab.runtime import resolve_device
+    from seglab.runtime import resolve_device, resolve_precision
 
     args.device = str(resolve_device(args.device))
+    fast = resolve_precision("auto", resolve_device(args.device))  # bf16 only where the hardware runs it natively
+    args.precisions = args.precisions or list(dict.fromkeys(["fp32", fast]))
+    args.compare_precisions = args.compare_precisions or [fast]
     names = args.models or list(NATIVE_MODEL_NAMES)
     size = matmul_size(args.device, args.matmul_size)
     dtypes = list(dict.fromkeys(args.precisions + ([] if args.no_compare else args.compare_precisions)))
@@ -172,9 +178,11 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--models", type=comma_separated(), default=None, help="comma-separated registry names (default: all)")
-    parser.add_argument("--precisions", type=comma_separated(), default=["fp32", "bf16"], help="for every model")
-    parser.add_argument("--compare-precisions", type=comma_separated(), default=["bf16"],
-                        help="for DeepLabV3+ R50 OS8/OS16 and torchvision deeplabv3_resnet50")
+    parser.add_argument("--precisions", type=comma_separated(), default=None,
+                        help="for every model (default: fp32, plus bf16 where the CPU/GPU has native bf16)")
+    parser.add_argument("--compare-precisions", type=comma_separated(), default=None,
+                        help="for DeepLabV3+ R50 OS8/OS16 and torchvision deeplabv3_resnet50 (default: bf16 where "
+                             "native, else fp32)")
     parser.add_argument("--no-compare", action="store_true", help="skip the ResNet-50 / torchvision comparison")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)

@@ -29,6 +29,43 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _existing_ancestor(path: str) -> str:
+    """The nearest part of ``path`` (itself or a parent) that exists."""
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path.rstrip(os.sep))
+        if parent == path:
+            break
+        path = parent
+    return path or "."
+
+
+def _output_file(text: str) -> str:
+    """A file path to write: not a folder, and not below a file."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    return _output_folder(os.path.dirname(text) or ".") and text
+
+
+def _output_folder(text: str) -> str:
+    """A folder to write into: an existing folder or one that can be created (no file in the way)."""
+    ancestor = _existing_ancestor(text)
+    if not os.path.isdir(ancestor):
+        where = f"{text} is a file" if ancestor == text else f"{ancestor} is a file, so {text} cannot be created"
+        raise argparse.ArgumentTypeError(f"{where}; give a folder path")
+    return text
+
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------------- synth
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate the synthetic MiniCity or MiniVOC dataset in the official layout")
@@ -70,7 +107,8 @@ def _split_list(text: str) -> tuple[str, ...]:
 def _add_masks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("masks", help="Cityscapes polygons JSON -> labelIds / labelTrainIds / color PNGs")
     p.add_argument("--root", required=True, help="Cityscapes root holding gtFine/<split>/<city>/*_gtFine_polygons.json")
-    p.add_argument("--out", default=None, help="output folder (default: <root>/generated_gt), mirrors <split>/<city>/")
+    p.add_argument("--out", type=_output_folder, default=None,
+                   help="output folder (default: <root>/generated_gt), mirrors <split>/<city>/")
     p.add_argument("--splits", type=_split_list, default=("train", "val"), help="comma-separated (default: train,val)")
     p.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--compare", action="store_true",
@@ -227,8 +265,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--split", default="val")
     p.add_argument("--labels", choices=["provided", "generated"], default="provided")
-    p.add_argument("--export", default=None, help="write labelIds PNGs for the Cityscapes server here (+ .zip)")
-    p.add_argument("--json", default=None, help="write the metrics JSON here")
+    p.add_argument("--export", type=_output_folder, default=None,
+                   help="write labelIds PNGs for the Cityscapes server here (+ .zip)")
+    p.add_argument("--json", type=_output_file, default=None, help="write the metrics JSON here")
     p.add_argument("--workers", type=_non_negative_int, default=2)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -248,8 +287,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment a folder of your own images (label PNGs + colour overlays)")
     _add_inference_options(p)
     p.add_argument("--images", required=True, help="folder of .jpg/.png images (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--out", type=_output_folder, required=True, help="output folder")
+    p.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity, 0 to 1")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -269,7 +308,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch with onnxruntime)")
     _add_model_source(p)
     p.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default: %(default)s)")
-    p.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
+    p.add_argument("--out", type=_output_file, required=True, help="the file to write, e.g. model.onnx")
     p.add_argument("--height", type=_positive_int, default=512, help="input height the graph is fixed to")
     p.add_argument("--width", type=_positive_int, default=1024, help="input width the graph is fixed to")
     p.set_defaults(func=_cmd_export)
@@ -297,7 +336,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=_positive_int, default=5, help="timed runs (the median is reported)")
     p.add_argument("--warmup", type=_non_negative_int, default=2)
     p.add_argument("--num-classes", type=_positive_int, default=19)
-    p.add_argument("--out", default=None, help="write the table as CSV here")
+    p.add_argument("--out", type=_output_file, default=None, help="write the table as CSV here")
     p.set_defaults(func=_cmd_profile)
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from seglab.errors import SeglabError
@@ -101,6 +102,8 @@ class TrainConfig:
         for name in ("ohem_thresh", "cat_max_ratio"):
             if not 0 < getattr(self, name) <= 1:
                 raise SeglabError(f"{_flag(name)} must lie in (0, 1], got {getattr(self, name)}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise SeglabError(f"--out {self.out} is a file; give a folder for the run")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise SeglabError(f"--scale-range must be LOW,HIGH with 0 < LOW <= HIGH, got {low},{high}")

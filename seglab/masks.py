@@ -183,28 +183,40 @@ class MaskSummary:
     seconds: float
     workers: int
     missing_splits: tuple[str, ...] = ()
+    degenerate_polygons: int = 0  # polygons with fewer than two points, not drawn
 
     def __str__(self) -> str:
         skipped = f", {self.skipped} skipped (outputs exist; --overwrite redoes them)" if self.skipped else ""
         if self.missing_splits:
             skipped += f"; split(s) {', '.join(self.missing_splits)} not found under gtFine/, skipped"
+        if self.degenerate_polygons:
+            skipped += (f"; {self.degenerate_polygons} polygon(s) with fewer than 2 points not drawn (the official "
+                        "json2labelImg stops on them)")
         workers = f"{self.workers} worker" + ("s" if self.workers != 1 else "")
         speed = f" ({self.written / self.seconds:.1f} frames/s, {workers})" if self.written and self.seconds > 0 else ""
         return (f"masks: {self.written} of {self.frames} frames written{skipped} in {self.seconds:.1f} s{speed} "
                 f"-> {self.out}")
 
 
-def mask_frame(polygons: str | os.PathLike, outputs: dict[str, Path]) -> None:
-    """Rasterise one polygon file once and write its three encodings to ``outputs`` ({encoding: path})."""
-    arrays = encode(rasterize_label_ids(load_annotation(polygons), source=str(polygons)))
+def degenerate_polygons(annotation: dict) -> int:
+    """How many objects of an annotation are not deleted but have a polygon of fewer than two points (not drawn)."""
+    return sum(1 for obj in annotation.get("objects", []) if not obj.get("deleted") and len(obj["polygon"]) < 2)
+
+
+def mask_frame(polygons: str | os.PathLike, outputs: dict[str, Path]) -> int:
+    """Rasterise one polygon file once and write its three encodings to ``outputs`` ({encoding: path}); returns
+    the number of degenerate polygons it could not draw."""
+    annotation = load_annotation(polygons)
+    arrays = encode(rasterize_label_ids(annotation, source=str(polygons)))
     for encoding, path in outputs.items():
         # masks can be regenerated: no fsync (it would dominate the time); the rename still
         # guarantees that an interrupted run leaves no half-written PNG
         write_png(path, arrays[encoding], durable=False)
+    return degenerate_polygons(annotation)
 
 
-def _mask_job(job: tuple[Path, dict[str, Path]]) -> None:
-    mask_frame(*job)
+def _mask_job(job: tuple[Path, dict[str, Path]]) -> int:
+    return mask_frame(*job)
 
 
 def _check_out(root: Path, out: Path) -> None:
@@ -240,10 +252,10 @@ def generate_masks(root: str | os.PathLike, out: str | os.PathLike | None = None
             raise SeglabError(f"cannot create the output folder {folder} ({exc.strerror or exc}); "
                               "choose another --out") from None
     workers = min(workers or default_workers(), max(len(jobs), 1))
-    run_parallel(_mask_job, jobs, workers, "masks", "frame", progress)
+    degenerate = run_parallel(_mask_job, jobs, workers, "masks", "frame", progress)
     missing = tuple(split for split in splits if not (Path(root) / "gtFine" / split).is_dir())
     return MaskSummary(out, len(frames), len(jobs), len(frames) - len(jobs), time.perf_counter() - start, workers,
-                       missing)
+                       missing, sum(degenerate))
 
 
 # ------------------------------------------------------------------------------------------------ comparing

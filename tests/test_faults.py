@@ -70,3 +70,52 @@ def test_masks_says_which_default_split_is_missing(minicity, tmp_path):
     summary = masks.generate_masks(minicity, tmp_path / "gen", splits=("val", "nosuchsplit"), workers=1,
                                    progress=False)
     assert "nosuchsplit not found" in str(summary)
+
+
+def test_masks_says_how_many_degenerate_polygons_it_could_not_draw(minicity, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "city"
+    shutil.copytree(minicity / "gtFine" / "val", root / "gtFine" / "val")
+    polygons = sorted((root / "gtFine" / "val").rglob("*_polygons.json"))[0]
+    annotation = json.loads(polygons.read_text())
+    annotation["objects"] += [{"label": "car", "polygon": [[3, 4]]}, {"label": "pole", "polygon": []}]
+    polygons.write_text(json.dumps(annotation))
+    summary = masks.generate_masks(root, tmp_path / "gen", splits=("val",), workers=1, progress=False)
+    assert summary.degenerate_polygons == 2 and "2 polygon(s) with fewer than 2 points not drawn" in str(summary)
+
+
+def test_every_output_path_and_number_is_checked_before_any_work(minicity, tmp_path, capsys):
+    from seglab.checkpoint import Checkpoint
+    from seglab.cli import main
+
+    checkpoint = tmp_path / "unet.pt"
+    Checkpoint.from_model(build_model("unet", 19, base_width=4, depth=2), "cityscapes").save(checkpoint)
+    a_file, a_folder = tmp_path / "a_file", tmp_path / "a_folder"
+    a_file.write_text("keep me")
+    a_folder.mkdir()
+    images = str(minicity / "leftImg8bit" / "val")
+    model, data = ["--checkpoint", str(checkpoint)], ["--data", str(minicity), "--workers", "0"]
+    cases = [
+        (["predict", *model, "--images", images, "--out", str(a_file)], "a_file is a file; give a folder path"),
+        (["predict", *model, "--images", images, "--out", str(a_file / "x")], "a_file is a file, so"),
+        (["predict", *model, "--images", images, "--out", str(tmp_path / "p"), "--alpha", "nan"], "from 0 to 1"),
+        (["evaluate", *model, *data, "--json", str(a_folder)], "a_folder is a folder; give a file name"),
+        (["evaluate", *model, *data, "--json", str(a_file / "m.json")], "a_file is a file; give a folder path"),
+        (["evaluate", *model, *data, "--export", str(a_file)], "a_file is a file; give a folder path"),
+        (["evaluate", *model, *data, "--scales", "nan"], "expected positive numbers"),
+        (["masks", "--root", str(minicity), "--out", str(a_file)], "a_file is a file; give a folder path"),
+        (["synth", "minicity", "--out", str(a_file)], "is a file"),
+        (["train", "--data", str(minicity), "--out", str(a_file), "--crop", "64,64"], "is a file; give a folder"),
+        (["train", "--data", str(minicity), "--out", str(tmp_path / "t"), "--lr", "nan"], "finite number"),
+        (["profile", "--models", "unet", "--out", str(a_folder)], "a_folder is a folder; give a file name"),
+        (["export", *model, "--out", str(a_folder)], "a_folder is a folder; give a file name"),
+        (["report", "--out", str(a_file)], "does not exist"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert fragment in err and err.count("\n") == 1 and len(err) < 300, (argv, err)
+    assert a_file.read_text() == "keep me" and not any(a_folder.iterdir())
+    assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()
