@@ -44,24 +44,53 @@ def test_fit_writes_run_directory(minicity, tmp_path):
     assert len(history) == 2
 
 
-def test_resume_after_epoch_one_equals_uninterrupted_run(minicity, tmp_path, monkeypatch):
-    fit(tiny_config(minicity, tmp_path / "full", epochs=3))
-    original = Trainer.train_one_epoch
+@pytest.mark.parametrize("precision, workers", [("fp32", 0), ("fp16", 2)], ids=["fp32-inline", "fp16-scaler-workers"])
+def test_resume_mid_epoch_two_runs_only_the_remaining_epochs(minicity, tmp_path, monkeypatch, precision, workers):
+    """Killed in the middle of epoch 2 (after one of its two steps), the run resumes from last.pt (epoch 1): it runs
+    epochs 2 and 3 only (4 steps), keeps history row 1 byte for byte (its ``seconds`` included), restores the
+    fp16 GradScaler's state, and ends with the weights, optimiser, scaler and history of an uninterrupted run."""
+    config = dict(epochs=3, precision=precision, workers=workers)
+    original_step = Trainer.train_step
+    ran: list[tuple[int, int]] = []  # (epoch, step) of every train_step call
+    kill = False
 
-    def killed_in_epoch_two(self, epoch):
-        if epoch == 2:
+    def counted_step(self, images, targets, epoch=0, step=0):
+        if (epoch, step) == (2, 1) and kill:
             raise KeyboardInterrupt  # what Ctrl-C / SIGTERM does in the middle of epoch 2
-        return original(self, epoch)
+        ran.append((epoch, step))
+        return original_step(self, images, targets, epoch, step)
 
-    monkeypatch.setattr(Trainer, "train_one_epoch", killed_in_epoch_two)
+    monkeypatch.setattr(Trainer, "train_step", counted_step)
+    fit(tiny_config(minicity, tmp_path / "full", **config))
+    assert ran == [(e, s) for e in (1, 2, 3) for s in (0, 1)]
+    kill, ran[:] = True, []
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_config(minicity, tmp_path / "split", epochs=3))
-    monkeypatch.setattr(Trainer, "train_one_epoch", original)
-    assert Checkpoint.load(tmp_path / "split/last.pt").epoch == 1
-    fit(tiny_config(minicity, tmp_path / "split", epochs=3), resume=True)
+        fit(tiny_config(minicity, tmp_path / "split", **config))
+    assert ran == [(1, 0), (1, 1), (2, 0)]
+    interrupted = Checkpoint.load(tmp_path / "split/last.pt")
+    before = (tmp_path / "split/history.csv").read_bytes()
+    assert interrupted.epoch == 1 and len(before.splitlines()) == 2  # header + epoch 1
+    if precision == "fp16":  # the scaler is enabled (CPU autocast + GradScaler) and its state is not the initial one
+        fresh = torch.amp.GradScaler("cpu").state_dict()
+        assert interrupted.scaler and interrupted.scaler != fresh, interrupted.scaler
+        resumed = Trainer(tiny_config(minicity, tmp_path / "split", **config), resume=True)
+        assert resumed.scaler.is_enabled() and resumed.scaler.state_dict() == interrupted.scaler
+        assert resumed.start_epoch == 2
+    else:
+        assert interrupted.scaler == {}  # a disabled scaler has no state
+
+    kill, ran[:] = False, []
+    fit(tiny_config(minicity, tmp_path / "split", **config), resume=True)
+    assert ran == [(e, s) for e in (2, 3) for s in (0, 1)]  # only the remaining epochs ran
+    after = (tmp_path / "split/history.csv").read_bytes()
+    assert after.splitlines()[:2] == before.splitlines() and len(after.splitlines()) == 4
     full, split = Checkpoint.load(tmp_path / "full/last.pt"), Checkpoint.load(tmp_path / "split/last.pt")
+    assert split.history["seconds"][0] == interrupted.history["seconds"][0]
     for name, tensor in full.model.items():
         assert torch.equal(tensor, split.model[name]), name
+    assert full.scaler == split.scaler and full.scheduler == split.scheduler
+    for a, b in zip(full.optimizer["state"].values(), split.optimizer["state"].values()):
+        assert all(torch.equal(a[key], b[key]) for key in a)
     columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full/history.csv")[columns],
                                   pd.read_csv(tmp_path / "split/history.csv")[columns])
