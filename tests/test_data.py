@@ -116,6 +116,21 @@ def test_class_frequencies_and_weights(minicity):
     assert weights[rare] > weights[common]
 
 
+def test_weights_from_counts_follow_their_definitions():
+    """With p_c = count_c / total: median frequency w_c = median(p over present classes) / p_c (Eigen & Fergus 2015),
+    ENet w_c = 1 / ln(1.02 + p_c) (Paszke et al. 2016); a class with no pixels gets weight 0."""
+    counts = np.array([100, 300, 0, 600])  # p = 0.1, 0.3, 0, 0.6; median of the present classes 0.3
+    np.testing.assert_allclose(weights_from_counts(counts, "median_frequency").numpy(), [3.0, 1.0, 0.0, 0.5],
+                               rtol=1e-6)
+    np.testing.assert_allclose(weights_from_counts(counts, "enet").numpy(),
+                               [1 / np.log(1.12), 1 / np.log(1.32), 0.0, 1 / np.log(1.62)], rtol=1e-6)
+    even = np.array([1, 2, 3, 4, 0])  # an even number of present classes: the median is the mean of 0.2 and 0.3
+    np.testing.assert_allclose(weights_from_counts(even).numpy(), [2.5, 1.25, 0.25 / 0.3, 0.625, 0.0], rtol=1e-6)
+    assert weights_from_counts(even).dtype == torch.float32
+    with pytest.raises(SeglabError, match="unknown class-weight method"):
+        weights_from_counts(counts, "inverse")
+
+
 def test_scale_rotate_crop_at_scale_one_is_an_exact_crop():
     """No rotation, shorter side kept: the single warp must reduce to a plain crop of the input, pixel for pixel."""
     height, width = 60, 90
