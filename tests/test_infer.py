@@ -27,8 +27,8 @@ def _seeded(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
-@pytest.mark.parametrize("window", [(8, 8), (10, 16), (16, 23), (37, 53), (64, 80), (1, 53)])
-@pytest.mark.parametrize("overlap", [0.0, 1 / 3, 0.5, 0.75])
+@pytest.mark.parametrize("window", [(12, 12), (10, 16), (16, 23), (37, 53), (64, 80), (1, 53)])
+@pytest.mark.parametrize("overlap", [0.0, 1 / 3, 0.5, 0.6])
 def test_sliding_window_equals_whole_image_for_a_pointwise_model(window, overlap):
     """A 1x1 convolution sees one pixel at a time, so tiles averaged where they overlap must give the whole-image
     logits at every pixel: a misplaced, missing or wrongly weighted tile shows. 37x53 is divisible by no window."""
@@ -50,7 +50,7 @@ def test_sliding_window_tiles_cover_every_pixel_and_count_overlaps():
     """A model that answers 1 everywhere: the averaged result is exactly 1 only if every pixel is covered and each
     tile's sum is divided by the number of tiles that cover the pixel."""
     ones = lambda x: torch.ones(x.shape[0], 2, *x.shape[-2:])  # noqa: E731
-    for window, overlap in (((8, 8), 1 / 3), ((10, 16), 0.5), ((16, 23), 0.75)):
+    for window, overlap in (((8, 8), 1 / 3), ((10, 16), 0.5), ((16, 23), 0.6)):
         out = predict_logits(ones, torch.zeros(1, 3, 37, 53), window=window, overlap=overlap)
         assert torch.equal(out, torch.ones(1, 2, 37, 53))
 
