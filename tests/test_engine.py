@@ -179,7 +179,7 @@ def test_model_from_checkpoint_checks_expectations(minicity, tmp_path):
         model_from_checkpoint(tmp_path / "run/last.pt", expect_num_classes=21)
 
 
-# ------------------------------------------------------------------------------------------------ schedule, clipping, scaler
+# ---------------------------------------------------------------------------------- schedule, clipping, scaler
 @pytest.mark.parametrize("schedule", ["poly", "cosine"])
 def test_lr_lambda_follows_the_warmup_and_decay_formulas(schedule):
     """Linear warm-up (step+1)/W reaching 1 at its last step; then t = (step-W)/(T-W) and (1-t)^0.9 or
