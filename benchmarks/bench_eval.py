@@ -85,11 +85,26 @@ def write_frames(root: str | Path, frames: int, height: int, width: int, seed: i
     return preds, gts
 
 
-def assert_same_scores(ours, official: dict, atol: float = 1e-4) -> None:
-    """Class IoU, category IoU, mIoU and the confusion matrix of seglab equal the official result."""
+def official_counts(official: dict) -> np.ndarray:
+    """The official confusion matrix (label id x label id, every pixel pair) as seglab's (19, 20) integer counts:
+    rows the ground-truth train classes, columns the predicted train classes, then one column for the
+    predictions of a void id (the official script counts them as false negatives of the row's class)."""
+    conf = np.asarray(official["confMatrix"])
+    assert np.issubdtype(conf.dtype, np.integer), conf.dtype  # pixel counts, not rates
+    conf = conf.astype(np.int64)
     ids = [lab.id for lab in CS_TRAIN_LABELS]
-    reference = np.asarray(official["confMatrix"], dtype=np.int64)[np.ix_(ids, ids)]
-    np.testing.assert_array_equal(ours.matrix.numpy(), reference)
+    counts = np.zeros((len(ids), len(ids) + 1), dtype=np.int64)
+    counts[:, :-1] = conf[np.ix_(ids, ids)]
+    counts[:, -1] = conf[ids].sum(axis=1) - counts[:, :-1].sum(axis=1)
+    return counts
+
+
+def assert_same_scores(ours, official: dict, atol: float = 1e-9) -> None:
+    """The confusion counts of seglab equal the official ones exactly (void-prediction column included); class IoU,
+    category IoU and mIoU, computed from them, agree to float rounding."""
+    counts = ours._counts.cpu().numpy()
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, official_counts(official))
     np.testing.assert_allclose(ours.iou(), [official["classScores"][n] for n in CITYSCAPES_CLASSES], atol=atol)
     np.testing.assert_allclose(ours.category_iou(CITYSCAPES_CLASS_TO_CATEGORY, len(CITYSCAPES_CATEGORIES)),
                                [official["categoryScores"][c] for c in CITYSCAPES_CATEGORIES], atol=atol)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
 from seglab.cli import main
 from seglab.config import TrainConfig
-from seglab.engine import HISTORY_COLUMNS, Trainer, fit
+from seglab.engine import HISTORY_COLUMNS, Trainer, fit, lr_lambda
 from seglab.errors import SeglabError
 
 TINY_UNET = {"base_width": 8, "depth": 3}
@@ -46,24 +47,53 @@ def test_fit_writes_run_directory(minicity, tmp_path):
     assert len(history) == 2
 
 
-def test_resume_after_epoch_one_equals_uninterrupted_run(minicity, tmp_path, monkeypatch):
-    fit(tiny_config(minicity, tmp_path / "full", epochs=3))
-    original = Trainer.train_one_epoch
+@pytest.mark.parametrize("precision, workers", [("fp32", 0), ("fp16", 1)], ids=["fp32-inline", "fp16-scaler-worker"])
+def test_resume_mid_epoch_two_runs_only_the_remaining_epochs(minicity, tmp_path, monkeypatch, precision, workers):
+    """Killed in the middle of epoch 2 (after one of its two steps), the run resumes from last.pt (epoch 1): it runs
+    epochs 2 and 3 only (4 steps), keeps history row 1 byte for byte (its ``seconds`` included), restores the
+    fp16 GradScaler's state, and ends with the weights, optimiser, scaler and history of an uninterrupted run."""
+    config = dict(epochs=3, precision=precision, workers=workers)
+    original_step = Trainer.train_step
+    ran: list[tuple[int, int]] = []  # (epoch, step) of every train_step call
+    kill = False
 
-    def killed_in_epoch_two(self, epoch):
-        if epoch == 2:
+    def counted_step(self, images, targets, epoch=0, step=0):
+        if (epoch, step) == (2, 1) and kill:
             raise KeyboardInterrupt  # what Ctrl-C / SIGTERM does in the middle of epoch 2
-        return original(self, epoch)
+        ran.append((epoch, step))
+        return original_step(self, images, targets, epoch, step)
 
-    monkeypatch.setattr(Trainer, "train_one_epoch", killed_in_epoch_two)
+    monkeypatch.setattr(Trainer, "train_step", counted_step)
+    fit(tiny_config(minicity, tmp_path / "full", **config))
+    assert ran == [(e, s) for e in (1, 2, 3) for s in (0, 1)]
+    kill, ran[:] = True, []
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_config(minicity, tmp_path / "split", epochs=3))
-    monkeypatch.setattr(Trainer, "train_one_epoch", original)
-    assert Checkpoint.load(tmp_path / "split/last.pt").epoch == 1
-    fit(tiny_config(minicity, tmp_path / "split", epochs=3), resume=True)
+        fit(tiny_config(minicity, tmp_path / "split", **config))
+    assert ran == [(1, 0), (1, 1), (2, 0)]
+    interrupted = Checkpoint.load(tmp_path / "split/last.pt")
+    before = (tmp_path / "split/history.csv").read_bytes()
+    assert interrupted.epoch == 1 and len(before.splitlines()) == 2  # header + epoch 1
+    if precision == "fp16":  # the scaler is enabled (CPU autocast + GradScaler) and its state is not the initial one
+        fresh = torch.amp.GradScaler("cpu").state_dict()
+        assert interrupted.scaler and interrupted.scaler != fresh, interrupted.scaler
+        resumed = Trainer(tiny_config(minicity, tmp_path / "split", **config), resume=True)
+        assert resumed.scaler.is_enabled() and resumed.scaler.state_dict() == interrupted.scaler
+        assert resumed.start_epoch == 2
+    else:
+        assert interrupted.scaler == {}  # a disabled scaler has no state
+
+    kill, ran[:] = False, []
+    fit(tiny_config(minicity, tmp_path / "split", **config), resume=True)
+    assert ran == [(e, s) for e in (2, 3) for s in (0, 1)]  # only the remaining epochs ran
+    after = (tmp_path / "split/history.csv").read_bytes()
+    assert after.splitlines()[:2] == before.splitlines() and len(after.splitlines()) == 4
     full, split = Checkpoint.load(tmp_path / "full/last.pt"), Checkpoint.load(tmp_path / "split/last.pt")
+    assert split.history["seconds"][0] == interrupted.history["seconds"][0]
     for name, tensor in full.model.items():
         assert torch.equal(tensor, split.model[name]), name
+    assert full.scaler == split.scaler and full.scheduler == split.scheduler
+    for a, b in zip(full.optimizer["state"].values(), split.optimizer["state"].values()):
+        assert all(torch.equal(a[key], b[key]) for key in a)
     columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full/history.csv")[columns],
                                   pd.read_csv(tmp_path / "split/history.csv")[columns])
@@ -149,3 +179,100 @@ def test_model_from_checkpoint_checks_expectations(minicity, tmp_path):
         model_from_checkpoint(tmp_path / "run/last.pt", expect_model="fcn8s")
     with pytest.raises(SeglabError, match="21 are needed"):
         model_from_checkpoint(tmp_path / "run/last.pt", expect_num_classes=21)
+
+
+# ---------------------------------------------------------------------------------- schedule, clipping, scaler
+@pytest.mark.parametrize("schedule", ["poly", "cosine"])
+def test_lr_lambda_follows_the_warmup_and_decay_formulas(schedule):
+    """Linear warm-up (step+1)/W reaching 1 at its last step; then t = (step-W)/(T-W) and (1-t)^0.9 or
+    (1+cos(pi t))/2, down to 0 at the end (and after it)."""
+    total, warmup = 110, 10
+    decay = (lambda t: (1 - t) ** 0.9) if schedule == "poly" else (lambda t: 0.5 * (1 + math.cos(math.pi * t)))
+    factor = lr_lambda(total, warmup, schedule)
+    assert factor(0) == pytest.approx(1 / warmup)  # warm-up start
+    assert factor(4) == pytest.approx(5 / warmup)
+    assert factor(warmup - 1) == pytest.approx(1.0)  # last warm-up step: the peak
+    assert factor(warmup) == pytest.approx(1.0)  # end of the warm-up, t = 0
+    assert factor(warmup + 50) == pytest.approx({"poly": 0.5 ** 0.9, "cosine": 0.5}[schedule])  # midpoint
+    assert factor(warmup + 25) == pytest.approx(decay(0.25))
+    assert factor(total) == pytest.approx(0.0, abs=1e-12) and factor(total + 5) == pytest.approx(0.0, abs=1e-12)
+    no_warmup = lr_lambda(100, 0, schedule)
+    assert no_warmup(0) == pytest.approx(1.0) and no_warmup(50) == pytest.approx(decay(0.5))
+    # the LR the optimiser actually gets, step by step, through LambdaLR
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    seen = []
+    for _ in range(total):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.2 * (s + 1) / warmup if s < warmup else 0.2 * decay((s - warmup) / (total - warmup))
+                for s in range(total)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-12, atol=1e-15)
+
+
+def _one_step_trainer(minicity, tmp_path, **overrides) -> tuple[Trainer, torch.Tensor, torch.Tensor]:
+    """A Trainer (same seed, so the same initial weights) and a fixed random batch."""
+    config = tiny_config(minicity, tmp_path / "run", **overrides)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 32, 64, generator=generator)
+    targets = torch.randint(0, 19, (2, 32, 64), generator=generator)
+    return Trainer(config, overwrite=True), images, targets
+
+
+def _grad_norm(model) -> float:
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()
+                                                       if p.grad is not None])))
+
+
+def test_gradient_clipping_clips_the_global_norm(minicity, tmp_path):
+    """After train_step with grad_clip, the gradients (left in .grad, unscaled) have global norm == clip when the
+    unclipped norm is larger; with clipping off they keep their norm."""
+    free, images, targets = _one_step_trainer(minicity, tmp_path, grad_clip=0.0)
+    free.train_model.train()
+    free.train_step(images, targets)
+    unclipped = _grad_norm(free.model)
+    clip = unclipped / 10
+    for precision in ("fp32", "fp16"):  # fp16: the GradScaler must unscale before clipping
+        clipped, _, _ = _one_step_trainer(minicity, tmp_path, grad_clip=clip, precision=precision)
+        assert clipped.scaler.is_enabled() == (precision == "fp16")
+        clipped.train_model.train()
+        clipped.train_step(images, targets)
+        assert _grad_norm(clipped.model) == pytest.approx(clip, rel=1e-3), precision
+
+
+def test_fp16_grad_scaler_scales_the_loss_and_unscales_the_gradients(minicity, tmp_path):
+    """precision fp16 on CPU: the enabled GradScaler counts a good step, and the gradients the optimiser used are
+    the true ones (about the fp32 gradients), not the loss-scaled ones; the weights moved."""
+    reference, images, targets = _one_step_trainer(minicity, tmp_path, grad_clip=0.0)
+    reference.train_model.train()
+    reference.train_step(images, targets)
+    trainer, _, _ = _one_step_trainer(minicity, tmp_path, grad_clip=0.0, precision="fp16")
+    assert trainer.precision == "fp16" and trainer.scaler.is_enabled()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    scale = trainer.scaler.get_scale()
+    trainer.train_model.train()
+    loss = trainer.train_step(images, targets)
+    assert torch.isfinite(loss)
+    assert trainer.scaler.state_dict()["_growth_tracker"] == 1 and trainer.scaler.get_scale() == scale
+    assert _grad_norm(trainer.model) == pytest.approx(_grad_norm(reference.model), rel=0.05)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+@pytest.mark.parametrize("method", ["median_frequency", "enet"])
+def test_class_weights_reach_the_training_loss(minicity, tmp_path, method):
+    """--class-weights METHOD: the loss is cross-entropy weighted by weights_from_counts of the training split's
+    pixel counts; 'none' leaves it unweighted."""
+    from seglab.data import class_frequencies, weights_from_counts
+    from seglab.labels import IGNORE_INDEX
+
+    trainer = Trainer(tiny_config(minicity, tmp_path / "run", class_weights=method), overwrite=True)
+    expected = weights_from_counts(class_frequencies(trainer.train_set), method)
+    assert torch.equal(trainer.criterion.weight, expected) and expected.min() < expected.max()
+    generator = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(2, 19, 8, 8, generator=generator), torch.randint(0, 19, (2, 8, 8), generator=generator)
+    torch.testing.assert_close(trainer.criterion(logits, target),
+                               torch.nn.functional.cross_entropy(logits, target, weight=expected,
+                                                                 ignore_index=IGNORE_INDEX))
+    plain = Trainer(tiny_config(minicity, tmp_path / "plain"))
+    assert plain.criterion.weight is None

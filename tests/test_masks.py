@@ -175,9 +175,21 @@ def test_single_point_polygon_is_skipped_not_an_error():
 
 
 def test_encode_uses_the_official_tables():
-    ids = masks.rasterize_label_ids(EDGE_CASES["group_labels"])
+    """Every label id of cityscapesscripts.helpers.labels (0..33) encodes to that table's trainId and colour (RGBA,
+    opaque), as json2labelImg writes them; and a rasterised frame encodes as the official tool draws it."""
+    from cityscapesscripts.helpers.labels import labels as official_labels
+
+    table = [lab for lab in official_labels if lab.id >= 0]  # license plate (-1) is never drawn
+    assert [lab.id for lab in table] == list(range(34))
+    ids = np.array([[lab.id for lab in table]], dtype=np.uint8)
     encoded = masks.encode(ids)
-    assert encoded["color"].shape == (*ids.shape, 4) and (encoded["color"][..., 3] == 255).all()
+    np.testing.assert_array_equal(encoded["labelIds"][0], [lab.id for lab in table])
+    np.testing.assert_array_equal(encoded["labelTrainIds"][0], [lab.trainId for lab in table])
+    np.testing.assert_array_equal(encoded["color"][0], [(*lab.color, 255) for lab in table])
+    group = masks.rasterize_label_ids(EDGE_CASES["group_labels"])
+    encoded = masks.encode(group)
+    assert encoded["color"].shape == (*group.shape, 4) and (encoded["color"][..., 3] == 255).all()
+    np.testing.assert_array_equal(encoded["labelTrainIds"], np.vectorize(lambda i: table[i].trainId)(group))
     with pytest.raises(ValueError, match="uint8"):
         masks.encode(ids.astype(np.int64))
 

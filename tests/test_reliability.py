@@ -29,7 +29,7 @@ from seglab import checkpoint as ckpt
 from seglab.cli import main
 from seglab.config import TrainConfig
 from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
-from seglab.engine import fit
+from seglab.engine import Trainer, fit
 from seglab.errors import SeglabError
 from seglab.masks import generate_masks
 from seglab.models import build_model
@@ -341,10 +341,13 @@ def test_full_disk_while_checkpointing_keeps_previous_checkpoint(world, monkeypa
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_training_leaves_complete_epochs_and_resumes(world, sig):
+def test_signal_during_training_leaves_complete_epochs_and_resumes(world, sig, monkeypatch):
+    """A signal while a run with a DataLoader worker trains leaves last.pt and history.csv at the same epoch; the
+    resumed run trains only the one epoch asked for and keeps the earlier history rows byte for byte."""
     run = world.tmp / "run"
     args = train_args(world.city, run)
     args[args.index("--epochs") + 1] = "200"
+    args[args.index("--workers") + 1] = "1"
     process = subprocess.Popen([sys.executable, "-m", "seglab", *args], stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
@@ -357,8 +360,14 @@ def test_signal_during_training_leaves_complete_epochs_and_resumes(world, sig):
     assert process.returncode != 0 and "--resume" in err
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
     done = ckpt.Checkpoint.load(run / "last.pt").epoch
-    rows = len((run / "history.csv").read_text().strip().splitlines()) - 1
-    assert rows == done >= 1
+    before = (run / "history.csv").read_bytes()
+    assert len(before.splitlines()) - 1 == done >= 1
+    ran: list[int] = []
+    original = Trainer.train_one_epoch
+    monkeypatch.setattr(Trainer, "train_one_epoch", lambda self, epoch: ran.append(epoch) or original(self, epoch))
     args[args.index("--epochs") + 1] = str(done + 1)
     assert main([*args, "--resume"]) == 0
+    assert ran == [done + 1]  # only the remaining epoch ran
+    after = (run / "history.csv").read_bytes()
+    assert after.splitlines()[:done + 1] == before.splitlines() and len(after.splitlines()) == done + 2
     assert ckpt.Checkpoint.load(run / "last.pt").epoch == done + 1
