@@ -86,3 +86,10 @@ def test_torchrun_two_processes_shard_the_data_and_agree(minicity, tmp_path):
                                  progress=False)
     assert report.summary["miou"] == pytest.approx(history["miou"][0], abs=1e-6)
     assert report.summary["mean_accuracy"] == pytest.approx(history["mean_accuracy"][0], abs=1e-6)
+    # only rank 0 writes TensorBoard events: one event file, with one training-loss point per rank-0 step
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert len(list((tmp_path / "ddp").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(tmp_path / "ddp"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
