@@ -47,8 +47,8 @@ def test_export_command_and_its_bad_input(tmp_path, capsys):
     blocker.write_text("x")
     bad = [(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)], "not found"),
            (["--checkpoint", str(corrupt), "--out", str(out)], "truncated or corrupt"),
-           (["--checkpoint", str(checkpoint), "--out", str(folder)], "it is a folder"),
-           (["--checkpoint", str(checkpoint), "--out", str(blocker / "x.onnx")], "choose a writable output folder"),
+           (["--checkpoint", str(checkpoint), "--out", str(folder)], "is a folder; give a file name"),
+           (["--checkpoint", str(checkpoint), "--out", str(blocker / "x.onnx")], "file is a file; give a folder path"),
            (["--checkpoint", str(checkpoint), "--out", str(out), "--format", "tflite"], "invalid choice"),
            (["--checkpoint", str(checkpoint), "--out", str(out), "--height", "0"], "positive integer"),
            (["--model", "segformer", "--out", str(out)], "unknown model 'segformer'")]
