@@ -13,7 +13,7 @@ validation), ``recipe.png`` (mIoU against CPU-seconds, both arms), ``recipe_abla
 notebook-07 recipe with one lever changed at a time), and prints as its last line
 ``time-to-accuracy: seglab reaches the seed-style best mIoU X in A s vs B s: N.Nx``.
 
-    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget 600] [--ablation]
+    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget 300] [--ablation]
 """
 from __future__ import annotations
 
@@ -242,8 +242,8 @@ def run(args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=600, help="training CPU-seconds per arm")
-    parser.add_argument("--eval-every", type=float, default=60, help="CPU-seconds between validations")
+    parser.add_argument("--budget", type=float, default=300, help="training CPU-seconds per arm")
+    parser.add_argument("--eval-every", type=float, default=30, help="CPU-seconds between validations")
     parser.add_argument("--seed-lr", type=float, default=1e-3, help="the seed-style arm's fixed Adam learning rate")
     parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root (default: a fresh MiniCity)")
     parser.add_argument("--train-frames", type=int, default=300)
