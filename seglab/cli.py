@@ -43,7 +43,8 @@ def _output_file(text: str) -> str:
     """A file path to write: not a folder, and not below a file."""
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    return _output_folder(os.path.dirname(text) or ".") and text
+    _output_folder(os.path.dirname(text) or ".")
+    return text
 
 
 def _output_folder(text: str) -> str:
