@@ -123,6 +123,8 @@ def model_from_checkpoint(path: str | Path | Checkpoint, *, expect_model: str | 
     from seglab.models import build_model
 
     record = path if isinstance(path, Checkpoint) else Checkpoint.load(path, map_location)
+    if isinstance(path, Checkpoint):
+        path = f"record of {record.spec['name']}"  # for the messages below
     name, num_classes = record.spec["name"], record.spec["num_classes"]
     if expect_model is not None and expect_model != name:
         raise SeglabError(f"checkpoint {path} holds a {name!r} model, not {expect_model!r}; "
