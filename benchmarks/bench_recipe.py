@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import DEFAULT_OUT, ROOT, machine, ratio_row, record_ratios, save_plot, write_csv  # noqa: E402,I001
+from benchmarks.common import (DEFAULT_OUT, ROOT, machine, ratio_row, record_ratios, save_plot,  # noqa: E402,I001
+                               write_csv)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -36,9 +37,9 @@ from torchvision.transforms import v2  # noqa: E402
 
 from seglab.config import TrainConfig, field_names  # noqa: E402
 from seglab.data import _to_float_normalized, build_dataset  # noqa: E402
-from seglab.engine import Trainer  # noqa: E402
+from seglab.engine import Trainer, lr_lambda  # noqa: E402
+from seglab.infer import evaluate  # noqa: E402
 from seglab.labels import IGNORE_INDEX  # noqa: E402
-from seglab.metrics import ConfusionMatrix  # noqa: E402
 
 NOTEBOOK = ROOT / "notebooks" / "07_training.ipynb"
 SEED_SIZE = (256, 256)
@@ -65,22 +66,23 @@ def notebook_recipe() -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ scoring
-@torch.inference_mode()
-def native_miou(model: torch.nn.Module, val_set, resize_to: tuple[int, int] | None = None) -> tuple[float, int]:
-    """Validation mIoU at native resolution and the number of classes with IoU > 0; ``resize_to``: the model sees
-    the image at that size and its logits are resized back to the label size."""
-    model.eval()
-    matrix = ConfusionMatrix(val_set.num_classes)
-    for index in range(len(val_set)):
-        image, target = val_set[index]
-        images = image[None] if resize_to is None else F.interpolate(image[None], size=resize_to, mode="bilinear",
-                                                                       align_corners=False)
-        logits = model(images.contiguous(memory_format=torch.channels_last)).float()
-        logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=False)
-        matrix.update(logits.argmax(1), target[None])
+class SquashedInput(torch.nn.Module):
+    """The seed-style geometry at test time: the image squeezed to SEED_SIZE, the logits resized back."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.model(F.interpolate(images, size=SEED_SIZE, mode="bilinear", align_corners=False))
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def native_miou(model: torch.nn.Module, val_set) -> tuple[float, int]:
+    """Validation mIoU at native resolution (seglab's own evaluation) and the number of classes with IoU > 0."""
+    matrix, _ = evaluate(model, val_set, torch.device("cpu"), channels_last=True, progress=False)
     model.train()
-    iou = matrix.iou()
-    return matrix.miou(), int((iou > 0).sum())
+    return matrix.miou(), int((matrix.iou() > 0).sum())
 
 
 # ------------------------------------------------------------------------------------------------ the two arms
@@ -125,8 +127,6 @@ def seglab_arm(data: Path, work: Path, args, overrides: dict, name: str) -> list
     if constant:
         trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1.0)
     else:
-        from seglab.engine import lr_lambda
-
         warmup = min(total - 1, int(config.warmup_epochs * trainer.steps_per_epoch))
         trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer,
                                                               lr_lambda(total, warmup, config.schedule))
@@ -171,7 +171,7 @@ def seed_style_arm(data: Path, args, model_name: str, model_options: dict) -> li
         loss.backward()
         optimizer.step()
 
-    return train_for("seed-style", step, lambda: native_miou(model, val_set, SEED_SIZE), args.budget,
+    return train_for("seed-style", step, lambda: native_miou(SquashedInput(model), val_set), args.budget,
                      args.eval_every)
 
 
@@ -217,8 +217,8 @@ def run(args) -> str:
                 for name, overrides in ABLATION.items():
                     seeded = argparse.Namespace(**{**vars(args), "seed": seed, "eval_every": args.budget})
                     result = seglab_arm(data, Path(tmp), seeded, overrides, name)[-1]
-                    ablation.append({"recipe": name, "seed": seed, "miou": result["miou"],
-                                     "classes_learned": result["classes_learned"], "cpu_seconds": result["cpu_seconds"]})
+                    ablation.append({"recipe": name, "seed": seed, **{k: result[k] for k in
+                                                                     ("miou", "classes_learned", "cpu_seconds")}})
     table = pd.DataFrame(rows)
     write_csv(table, args.out / "recipe.csv")
     seed_rows, seglab_rows = (table[table["arm"] == a].to_dict("records") for a in ("seed-style", "seglab"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -215,13 +214,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------------- evaluate
 def _scale_list(text: str) -> tuple[float, ...]:
     """'0.5,1.0,1.5' -> positive finite resize factors."""
+    from seglab.infer import check_scales  # the one rule for test-time scales
+
     try:
-        scales = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
-        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.75,1.0,1.25, got {text!r}")
-    return scales
+        return tuple(check_scales(tuple(float(part) for part in text.split(","))))
+    except (ValueError, SeglabError):
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.75,1.0,1.25, got {text!r}") from None
 
 
 def _add_model_source(p: argparse.ArgumentParser) -> None:

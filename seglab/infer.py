@@ -237,9 +237,9 @@ def _setup(checkpoint: str | Path | Checkpoint, device: str, precision: str
     return model, record, device_t, resolve_precision(precision, device_t)
 
 
-def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *, split: str = "val", labels: str = "provided",
-                        export_dir: str | Path | None = None, json_path: str | Path | None = None,
-                        device: str = "auto", precision: str = "auto", flip: bool = False,
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *, split: str = "val",
+                        labels: str = "provided", export_dir: str | Path | None = None,
+                        json_path: str | Path | None = None, device: str = "auto", precision: str = "auto", flip: bool = False,
                         window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), workers: int = 2,
                         progress: bool = True) -> EvaluationReport:
     """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""

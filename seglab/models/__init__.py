@@ -108,5 +108,5 @@ def list_models(num_classes: int = 19) -> list[ModelInfo]:
     ]
 
 
-__all__ = ["MODEL_NAMES", "NATIVE_MODEL_NAMES", "INIT_OPTIONS", "ModelInfo", "build_model", "count_parameters", "list_models",
-           "model_options"]
+__all__ = ["MODEL_NAMES", "NATIVE_MODEL_NAMES", "INIT_OPTIONS", "ModelInfo", "build_model", "count_parameters",
+           "list_models", "model_options"]

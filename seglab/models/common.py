@@ -112,7 +112,8 @@ def read_state_dict(path: str | os.PathLike, option: str, builder: str) -> dict:
     except Exception as exc:  # any unreadable file is the user's to fix
         raise SeglabError(f"cannot read {option} {path} as a torch state dict: {_one_line(exc)[:120]}") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SeglabError(f"{option} {path} is not a state dict; save one with torch.save({builder}.state_dict(), PATH)")
+        raise SeglabError(f"{option} {path} is not a state dict; save one with "
+                          f"torch.save({builder}.state_dict(), PATH)")
     return dict(state)
 
 
