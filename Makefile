@@ -68,7 +68,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py --data $(BENCH_DATA) --repeat 3 --out $(BENCH_OUT)
 	$(PY) benchmarks/bench_train.py --out $(BENCH_OUT)
 	$(PY) benchmarks/bench_infer.py --out $(BENCH_OUT)
-	$(PY) benchmarks/bench_recipe.py --out $(BENCH_OUT)
+	$(PY) benchmarks/bench_recipe.py --ablation --out $(BENCH_OUT)
 	$(PY) benchmarks/common.py $(BENCH_OUT)
 
 ## bench-gpu: the training and inference benchmarks on the CUDA GPU (*_gpu.csv / *_gpu.png next to the CPU ones)

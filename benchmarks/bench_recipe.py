@@ -10,10 +10,11 @@ included, as the loaders run in-process) and is validated every ``--eval-every``
 at native resolution (the seed-style arm predicts at its 256x256 training geometry and its logits are resized to the
 label size, as those repositories evaluated). Validation time is not counted. Writes ``recipe.csv`` (one row per
 validation), ``recipe.png`` (mIoU against CPU-seconds, both arms), ``recipe_ablation.csv`` with ``--ablation`` (the
-notebook-07 recipe with one lever changed at a time), and prints as its last line
+notebook-07 recipe with one lever changed at a time, ``--ablation-budget`` CPU-seconds each; every row with the first
+of ``--ablation-seeds``, the ``--top`` best rows also with the others), and prints as its last line
 ``time-to-accuracy: seglab reaches the seed-style best mIoU X in A s vs B s: N.Nx``.
 
-    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget 300] [--ablation]
+    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget 480] [--ablation [--ablation-budget 240]]
 """
 from __future__ import annotations
 
@@ -46,11 +47,15 @@ SEED_SIZE = (256, 256)
 # Each ablation row changes one lever of the notebook-07 recipe: what it adds (or costs) in the same budget.
 ABLATION = {
     "notebook 07 recipe": {},
+    "no class-uniform crops": {"class_uniform": 0.0},
+    "no cat_max_ratio": {"cat_max_ratio": 1.0},
+    "no class weights": {"class_weights": "none"},
+    "median-frequency weights instead of ENet": {"class_weights": "median_frequency"},
+    "half scale, crop 128x256 (the old demo)": {"scale": 0.5, "crop": (128, 256), "scale_range": (0.75, 2.0)},
     "+ OHEM loss": {"loss": "ohem"},
-    "+ cat_max_ratio 0.75 crops": {"cat_max_ratio": 0.75},
-    "+ median-frequency class weights": {"class_weights": "median_frequency"},
-    "native scale (crop 256x256)": {"scale": 1.0, "crop": (256, 256), "scale_range": (0.5, 1.5)},
+    "+ Lovász-softmax 0.5": {"lovasz_weight": 0.5},
     "constant LR (no warm-up, no decay)": {"schedule_off": True},
+    "40 training frames instead of 300": {"train_frames": 40},
 }
 
 
@@ -115,6 +120,7 @@ def seglab_arm(data: Path, work: Path, args, overrides: dict, name: str) -> list
     """The notebook-07 recipe (with ``overrides``) through seglab's Trainer, the schedule sized to the budget."""
     values = {**notebook_recipe(), **overrides}
     constant = values.pop("schedule_off", False)
+    values.pop("train_frames", None)  # run_ablation passes the smaller data set as ``data``
     config = TrainConfig.from_dict({**values, "data": str(data), "out": str(work / "seglab"), "workers": 0,
                                     "progress": False, "tensorboard": False, "seed": args.seed, "val_scale": 1.0})
     trainer = Trainer(config, overwrite=True)
@@ -175,6 +181,30 @@ def seed_style_arm(data: Path, args, model_name: str, model_options: dict) -> li
                      args.eval_every)
 
 
+def run_ablation(data: Path, work: Path, args) -> list[dict]:
+    """Every ABLATION row once with the first seed, then the ``--top`` best rows again with each further seed."""
+    def row(name: str, seed: int) -> dict:
+        overrides = dict(ABLATION[name])
+        row_data = data
+        if "train_frames" in overrides:  # the same generator and val split, fewer training frames
+            from seglab.synth import generate_minicity
+
+            row_data = work / f"minicity_{overrides['train_frames']}"
+            if not row_data.exists():
+                generate_minicity(row_data, train=overrides["train_frames"], val=args.val_frames, test=0,
+                                  seed=args.seed)
+        seeded = argparse.Namespace(**{**vars(args), "seed": seed, "eval_every": args.ablation_budget,
+                                       "budget": args.ablation_budget})
+        result = seglab_arm(row_data, work, seeded, overrides, name)[-1]
+        return {"recipe": name, "seed": seed, **{k: result[k] for k in ("miou", "classes_learned", "cpu_seconds")}}
+
+    first, *more = args.ablation_seeds
+    results = [row(name, first) for name in ABLATION]
+    top = sorted(results, key=lambda r: -r["miou"])[:args.top]
+    results += [row(r["recipe"], seed) for seed in more for r in top]
+    return results
+
+
 # ------------------------------------------------------------------------------------------------ results
 def time_to_reach(rows: list[dict], target: float) -> float:
     """CPU-seconds at the first validation at or above ``target`` (inf if never)."""
@@ -211,14 +241,7 @@ def run(args) -> str:
         print(f"recipe of {NOTEBOOK.name}: {recipe}", flush=True)
         rows = seed_style_arm(data, args, recipe.get("model", "unet"), recipe.get("model_options", {}))
         rows += seglab_arm(data, Path(tmp), args, {}, "seglab")
-        ablation = []
-        if args.ablation:
-            for seed in args.ablation_seeds:
-                for name, overrides in ABLATION.items():
-                    seeded = argparse.Namespace(**{**vars(args), "seed": seed, "eval_every": args.budget})
-                    result = seglab_arm(data, Path(tmp), seeded, overrides, name)[-1]
-                    ablation.append({"recipe": name, "seed": seed, **{k: result[k] for k in
-                                                                     ("miou", "classes_learned", "cpu_seconds")}})
+        ablation = run_ablation(data, Path(tmp), args) if args.ablation else []
     table = pd.DataFrame(rows)
     write_csv(table, args.out / "recipe.csv")
     seed_rows, seglab_rows = (table[table["arm"] == a].to_dict("records") for a in ("seed-style", "seglab"))
@@ -242,7 +265,7 @@ def run(args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=300, help="training CPU-seconds per arm")
+    parser.add_argument("--budget", type=float, default=480, help="training CPU-seconds per arm")
     parser.add_argument("--eval-every", type=float, default=30, help="CPU-seconds between validations")
     parser.add_argument("--seed-lr", type=float, default=1e-3, help="the seed-style arm's fixed Adam learning rate")
     parser.add_argument("--data", type=Path, default=None, help="a Cityscapes-layout root (default: a fresh MiniCity)")
@@ -250,7 +273,10 @@ def main() -> None:
     parser.add_argument("--val-frames", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ablation", action="store_true", help="also train each ablation row (--budget each)")
-    parser.add_argument("--ablation-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1])
+    parser.add_argument("--ablation-budget", type=float, default=240, help="training CPU-seconds per ablation row")
+    parser.add_argument("--ablation-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1],
+                        help="every row runs with the first seed, the --top best rows also with the others")
+    parser.add_argument("--top", type=int, default=3, help="rows repeated with every --ablation-seeds seed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     run(parser.parse_args())
 

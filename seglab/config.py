@@ -52,6 +52,9 @@ class TrainConfig:
     val_scale: float = option(1.0, "validation resize factor while training (1: native size)")
     cat_max_ratio: float = option(1.0, "re-draw a training crop (up to 10 times) while one class covers more than "
                                        "this share of its labelled pixels (1: off)")
+    class_uniform: float = option(0.0, "share of training crops centred on a pixel of a class drawn uniformly from "
+                                       "the classes in the frame, so rare classes are seen as often as common ones "
+                                       "(0: off)")
     # optimiser and schedule
     optimizer: str = option("adamw", "AdamW, or SGD with Nesterov momentum", ("adamw", "sgd"))
     lr: float = option(1e-3, "peak learning rate, reached at the end of the warm-up")
@@ -102,6 +105,8 @@ class TrainConfig:
         for name in ("ohem_thresh", "cat_max_ratio"):
             if not 0 < getattr(self, name) <= 1:
                 raise SeglabError(f"{_flag(name)} must lie in (0, 1], got {getattr(self, name)}")
+        if not 0 <= self.class_uniform <= 1:
+            raise SeglabError(f"--class-uniform must lie in [0, 1], got {self.class_uniform}")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise SeglabError(f"--out {self.out} is a file; give a folder for the run")
         low, high = self.scale_range

@@ -325,7 +325,7 @@ def train_dataset(config: TrainConfig) -> SegmentationDataset:
                           f"largest random scale ({largest_h}x{largest_w}); use --crop at most "
                           f"{largest_h},{largest_w} or raise --scale / --scale-range")
     dataset.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)), config.scale_range,
-                                          cat_max_ratio=config.cat_max_ratio)
+                                          cat_max_ratio=config.cat_max_ratio, class_uniform=config.class_uniform)
     return dataset
 
 
@@ -353,21 +353,24 @@ class RandomScaleRotateCrop(v2.Transform):
     """
 
     def __init__(self, crop_size: tuple[int, int], size_range: tuple[int, int], degrees: float = 0.0,
-                 cat_max_ratio: float = 1.0, tries: int = 10) -> None:
+                 cat_max_ratio: float = 1.0, tries: int = 10, class_uniform: float = 0.0) -> None:
         super().__init__()
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.size_range = (int(size_range[0]), max(int(size_range[0]) + 1, int(size_range[1])))
         self.degrees = float(degrees)
         self.cat_max_ratio, self.tries = float(cat_max_ratio), int(tries)
+        self.class_uniform = float(class_uniform)
 
     def make_params(self, flat_inputs: list) -> dict:
-        """One random warp; with ``cat_max_ratio`` < 1, re-drawn (up to ``tries`` times, as mmsegmentation's
-        RandomCrop) while one class covers more than that share of the crop's labelled pixels."""
+        """One random warp; a share ``class_uniform`` of them placed around a pixel of a class drawn uniformly; with
+        ``cat_max_ratio`` < 1, re-drawn (up to ``tries`` times, as mmsegmentation's RandomCrop) while one class covers
+        more than that share of the crop's labelled pixels."""
         height, width = v2.query_size(flat_inputs)
         masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
         tries = self.tries if self.cat_max_ratio < 1 and masks else 1
         for attempt in range(tries):
-            params = {"matrix": self._draw(height, width)}
+            centre = self._class_uniform_pixel(masks[0]) if masks and self.class_uniform else None
+            params = {"matrix": self._draw(height, width, centre)}
             if attempt + 1 == tries or self._balanced(self.transform(masks[0], params)):
                 return params
         return params
@@ -377,8 +380,24 @@ class RandomScaleRotateCrop(v2.Transform):
         counts = np.bincount(crop_mask.numpy().ravel(), minlength=IGNORE_INDEX + 1)[:IGNORE_INDEX]
         return counts.sum() > 0 and counts.max() <= self.cat_max_ratio * counts.sum()
 
-    def _draw(self, height: int, width: int) -> np.ndarray:
-        """A random scale, rotation and crop window as one 2x3 affine matrix from the frame to the crop."""
+    def _class_uniform_pixel(self, mask: torch.Tensor) -> tuple[int, int] | None:
+        """With probability ``class_uniform``: a random pixel (row, column) of a class drawn uniformly from the
+        classes in ``mask`` (class-uniform sampling, as NVIDIA's Cityscapes recipe), else None."""
+        if float(torch.rand(())) >= self.class_uniform:
+            return None
+        label = mask.as_subclass(torch.Tensor).reshape(mask.shape[-2:])
+        classes = label.unique()
+        classes = classes[classes != IGNORE_INDEX]
+        if len(classes) == 0:
+            return None
+        chosen = classes[int(torch.randint(len(classes), ()))]
+        rows, cols = (label == chosen).nonzero(as_tuple=True)
+        pick = int(torch.randint(len(rows), ()))
+        return int(rows[pick]), int(cols[pick])
+
+    def _draw(self, height: int, width: int, centre: tuple[int, int] | None = None) -> np.ndarray:
+        """A random scale, rotation and crop window as one 2x3 affine matrix from the frame to the crop; with a
+        ``centre`` pixel of the frame, the window is placed at random among those that contain it."""
         shorter = int(torch.randint(*self.size_range, size=()))
         scaled_h, scaled_w = _resized_shape(height, width, shorter)
         angle = float(torch.empty(()).uniform_(-self.degrees, self.degrees)) if self.degrees else 0.0
@@ -390,6 +409,10 @@ class RandomScaleRotateCrop(v2.Transform):
         scale = np.array([[scaled_w / width, 0, 0.5 * scaled_w / width - 0.5],
                           [0, scaled_h / height, 0.5 * scaled_h / height - 0.5], [0, 0, 1]])  # pixel centres kept
         rotate = np.vstack([cv2.getRotationMatrix2D(((scaled_w - 1) / 2, (scaled_h - 1) / 2), angle, 1.0), [0, 0, 1]])
+        if centre is not None:  # the pixel lands at a random place in the window (kept inside the padded frame)
+            x, y, _ = rotate @ scale @ np.array([centre[1], centre[0], 1.0])
+            top = int(np.clip(round(y) - int(torch.randint(crop_h, ())), -pad_h, scaled_h + pad_h - crop_h))
+            left = int(np.clip(round(x) - int(torch.randint(crop_w, ())), -pad_w, scaled_w + pad_w - crop_w))
         shift = np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]])
         return (shift @ rotate @ scale)[:2]
 
@@ -421,12 +444,13 @@ def _resized_shape(height: int, width: int, shorter: int) -> tuple[int, int]:
 
 def train_transforms(crop_size: tuple[int, int], base_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
                      rotation: float = 10.0, hflip: bool = True, color_jitter: float = 0.3,
-                     cat_max_ratio: float = 1.0) -> v2.Compose:
+                     cat_max_ratio: float = 1.0, class_uniform: float = 0.0) -> v2.Compose:
     """Random scale (shorter side in base_size*scale_range), rotation and crop (label padded with 255) in one warp,
     then flip and colour jitter on the crop."""
     shortest = max(1, int(base_size * scale_range[0]))
     steps: list[v2.Transform] = [
-        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * scale_range[1])), rotation, cat_max_ratio),
+        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * scale_range[1])), rotation, cat_max_ratio,
+                              class_uniform=class_uniform),
     ]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from seglab.config import HISTORY_COLUMNS, TrainConfig
@@ -185,16 +185,22 @@ class Trainer:
         self.start_epoch, self.best_miou = record.epoch + 1, record.best_miou
 
     def _loader(self, epoch: int) -> DataLoader:
-        """A loader whose order and augmentation depend only on (seed, epoch, rank)."""
+        """A loader whose order and augmentation depend only on (seed, epoch, rank); it yields exactly the epoch's
+        ``steps_per_epoch`` batches (the first ones of the full shuffle when ``max_steps`` caps the epoch)."""
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch * 1_009 + self.dist.rank)
-        sampler = None
         if self.dist.enabled:
             sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
                                          seed=self.config.seed, drop_last=True)
             sampler.set_epoch(epoch)
-        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=sampler is None,
-                          sampler=sampler, generator=generator, num_workers=self.config.workers, drop_last=True,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+            order: Sampler = sampler
+            if self.config.max_steps:
+                order = list(sampler)[:self.steps_per_epoch * self.config.batch_size]
+        else:
+            order = RandomSampler(self.train_set, num_samples=self.steps_per_epoch * self.config.batch_size,
+                                  generator=generator)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=order, generator=generator,
+                          num_workers=self.config.workers, drop_last=True, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
 
     # ---------------------------------------------------------------------------------------- epochs
     def train_one_epoch(self, epoch: int) -> float:
@@ -207,8 +213,6 @@ class Trainer:
         bar = tqdm(iter(self._loader(epoch)), total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.config.progress and self.dist.is_main), leave=False)
         for step, (images, targets) in enumerate(bar):
-            if step >= self.steps_per_epoch:
-                break
             lr = self.optimizer.param_groups[0]["lr"]
             loss = self.train_step(images, targets, epoch, step)
             total += torch.stack([loss, torch.ones((), device=self.device)])

@@ -66,12 +66,16 @@ def jaccard_steps(foreground_sorted: torch.Tensor) -> torch.Tensor:
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - mean soft Dice over classes, ignored pixels excluded."""
-    valid = (target != IGNORE_INDEX).unsqueeze(1)
-    probs = logits.softmax(1) * valid
-    one_hot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2) * valid
-    inter = (probs * one_hot).sum((0, 2, 3))
-    union = probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    """1 - mean soft Dice over classes, ignored pixels excluded. Per class c: intersection = sum of p_c over the
+    pixels labelled c, union = sum of p_c over all valid pixels + the number of pixels labelled c."""
+    num_classes = logits.shape[1]
+    valid = target != IGNORE_INDEX
+    probs = logits.softmax(1)
+    p_true = probs.gather(1, target.clamp(max=num_classes - 1).unsqueeze(1)).squeeze(1)
+    labels = target[valid]
+    inter = torch.zeros(num_classes, dtype=probs.dtype, device=probs.device).index_add(0, labels, p_true[valid])
+    truth = torch.bincount(labels, minlength=num_classes).to(probs.dtype)
+    union = (probs * valid.unsqueeze(1)).sum((0, 2, 3)) + truth
     return 1 - ((2 * inter + eps) / (union + eps)).mean()
 
 

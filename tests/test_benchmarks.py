@@ -105,12 +105,15 @@ def test_summary_table_lists_every_ratio_with_its_notes(tmp_path):
 
 def test_bench_recipe_smoke(tmp_path):
     stdout = _run("bench_recipe.py", "--train-frames", "8", "--val-frames", "2", "--budget", "2", "--eval-every", "2",
-                  "--ablation", "--ablation-seeds", "0", "--out", str(tmp_path))
+                  "--ablation", "--ablation-budget", "1", "--ablation-seeds", "0,1", "--top", "1", "--out", str(tmp_path))
     table = pd.read_csv(tmp_path / "recipe.csv")
     assert set(table["arm"]) == {"seed-style", "seglab"} and table["miou"].between(0, 1).all()
     assert (table.groupby("arm")["cpu_seconds"].max() >= 2).all()  # each arm trained its whole budget
     ablation = pd.read_csv(tmp_path / "recipe_ablation.csv")
-    assert ablation["recipe"].iloc[0] == "notebook 07 recipe" and len(ablation) == len(set(ablation["recipe"])) >= 4
+    assert ablation["recipe"].iloc[0] == "notebook 07 recipe" and ablation["recipe"].nunique() >= 8
+    assert len(ablation) == ablation["recipe"].nunique() + 1  # the best row (--top 1) again with seed 1
+    best = ablation.iloc[:-1].sort_values("miou", ascending=False).iloc[0]["recipe"]
+    assert ablation.iloc[-1]["recipe"] == best and ablation.iloc[-1]["seed"] == 1
     assert stdout.strip().splitlines()[-1].startswith("time-to-accuracy: seglab reaches the seed-style best mIoU ")
     ratios = pd.read_csv(tmp_path / "ratios.csv")  # the ratio may be 0 here: 2 CPU-s need not reach the target
     assert (ratios["benchmark"] == "recipe").sum() == 1 and (tmp_path / "recipe.png").is_file()

@@ -276,3 +276,17 @@ def test_class_weights_reach_the_training_loss(minicity, tmp_path, method):
                                                                  ignore_index=IGNORE_INDEX))
     plain = Trainer(tiny_config(minicity, tmp_path / "plain"))
     assert plain.criterion.weight is None
+
+
+def test_a_capped_epoch_loads_exactly_its_batches_the_first_of_the_full_shuffle(minicity, tmp_path):
+    """``max_steps`` makes the loader itself end after the epoch's batches (no worker left prefetching for a loop
+    that broke off), and those batches are the first ones of the uncapped epoch."""
+    capped = Trainer(tiny_config(minicity, tmp_path / "a", max_steps=1, workers=2), overwrite=True)
+    full = Trainer(tiny_config(minicity, tmp_path / "b", max_steps=0, workers=2), overwrite=True)
+    torch.manual_seed(0)
+    capped_batches = list(capped._loader(epoch=1))
+    torch.manual_seed(0)
+    full_batches = list(full._loader(epoch=1))
+    assert len(capped_batches) == 1 and len(full_batches) == full.steps_per_epoch > 1
+    assert torch.equal(capped_batches[0][1], full_batches[0][1]) and torch.equal(capped_batches[0][0],
+                                                                                   full_batches[0][0])

@@ -86,6 +86,16 @@ def test_soft_dice_at_a_perfect_and_a_worst_prediction():
     assert float(soft_dice_loss(worst, target, eps=0.0)) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_soft_dice_equals_the_one_hot_formula():
+    """The index_add form equals the textbook one: 1 - mean_c (2 sum p_c g_c + eps) / (sum p_c + sum g_c + eps)."""
+    logits, target = _batch()
+    valid = (target != IGNORE_INDEX).unsqueeze(1)
+    probs = logits.softmax(1) * valid
+    one_hot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2) * valid
+    inter, union = (probs * one_hot).sum((0, 2, 3)), probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    torch.testing.assert_close(soft_dice_loss(logits, target), 1 - ((2 * inter + 1) / (union + 1)).mean())
+
+
 def test_segmentation_loss_adds_the_configured_terms():
     logits, target = _batch()
     config = dataclasses.replace(TrainConfig(), loss="focal", focal_gamma=1.5, dice_weight=0.5, lovasz_weight=0.25)
@@ -110,3 +120,22 @@ def test_cat_max_ratio_redraws_crops_dominated_by_one_class():
     plain = RandomScaleRotateCrop((16, 16), (64, 65))(image, mask)[1]
     torch.manual_seed(0)
     assert torch.equal(RandomScaleRotateCrop((16, 16), (64, 65), cat_max_ratio=1.0)(image, mask)[1], plain)
+
+
+@pytest.mark.parametrize("degrees", [0.0, 10.0])
+def test_class_uniform_crops_see_a_rare_class_half_the_time(degrees):
+    label = torch.zeros(64, 128, dtype=torch.uint8)
+    label[40:42, 100:102] = 1  # 4 pixels of class 1: a uniform 16x16 crop holds them in about 5 % of the draws
+    image, mask = tv_tensors.Image(torch.zeros(3, 64, 128, dtype=torch.uint8)), tv_tensors.Mask(label)
+
+    def with_rare(share):
+        torch.manual_seed(0)
+        crop = RandomScaleRotateCrop((16, 16), (64, 65), degrees=degrees, class_uniform=share)
+        return sum(bool((crop(image, mask)[1] == 1).any()) for _ in range(400)) / 400
+
+    # class 1 is drawn for half the class-uniform crops (two classes in the frame), and then always lands inside
+    assert with_rare(0.0) < 0.08 and 0.45 <= with_rare(1.0) <= 0.65 and 0.2 <= with_rare(0.5) <= 0.4
+    torch.manual_seed(0)
+    plain = RandomScaleRotateCrop((16, 16), (64, 65))(image, mask)[1]
+    torch.manual_seed(0)
+    assert torch.equal(RandomScaleRotateCrop((16, 16), (64, 65), class_uniform=0.0)(image, mask)[1], plain)

@@ -56,7 +56,7 @@ def minivoc_sample(classes: Sequence[str], number: int = 0, height: int = 256, w
 
 
 # ------------------------------------------------------------------------------------------------ generators
-def generate_minicity(out: str | os.PathLike, *, train: int = 40, val: int = 10, test: int = 5, height: int = 256,
+def generate_minicity(out: str | os.PathLike, *, train: int = 300, val: int = 10, test: int = 5, height: int = 256,
                       width: int = 512, seed: int = 0, overwrite: bool = False, workers: int | None = None) -> str:
     """Write MiniCity (train/val/test frames of ``height`` x ``width``) to ``out``; returns a printable summary."""
     counts = _check_counts({"train": train, "val": val, "test": test})
