@@ -55,7 +55,7 @@ test: $(STAMP) chromium
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-## bench: every benchmark side by side with its peer on this machine's CPU (about 45 min on 2 cores without bf16): CSV + PNG
+## bench: every benchmark side by side with its peer on this machine's CPU (about 90 min on 2 cores): CSV + PNG
 ## under outputs/benchmarks/, each ratio printed, then the README's performance table (outputs/benchmarks/summary.md)
 BENCH_OUT  := $(OUT)/benchmarks
 BENCH_DATA := $(DATA)/bench_minicity_1024x2048

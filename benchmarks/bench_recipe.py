@@ -51,7 +51,7 @@ ABLATION = {
     "no cat_max_ratio": {"cat_max_ratio": 1.0},
     "no class weights": {"class_weights": "none"},
     "median-frequency weights instead of ENet": {"class_weights": "median_frequency"},
-    "half scale, crop 128x256 (the old demo)": {"scale": 0.5, "crop": (128, 256), "scale_range": (0.75, 2.0)},
+    "native scale, crop 256x256": {"scale": 1.0, "crop": (256, 256), "scale_range": (0.5, 2.0)},
     "+ OHEM loss": {"loss": "ohem"},
     "+ Lovász-softmax 0.5": {"lovasz_weight": 0.5},
     "constant LR (no warm-up, no decay)": {"schedule_off": True},
