@@ -120,7 +120,6 @@ def seglab_arm(data: Path, work: Path, args, overrides: dict, name: str) -> list
     """The notebook-07 recipe (with ``overrides``) through seglab's Trainer, the schedule sized to the budget."""
     values = {**notebook_recipe(), **overrides}
     constant = values.pop("schedule_off", False)
-    values.pop("train_frames", None)  # run_ablation passes the smaller data set as ``data``
     config = TrainConfig.from_dict({**values, "data": str(data), "out": str(work / "seglab"), "workers": 0,
                                     "progress": False, "tensorboard": False, "seed": args.seed, "val_scale": 1.0})
     trainer = Trainer(config, overwrite=True)
@@ -185,14 +184,14 @@ def run_ablation(data: Path, work: Path, args) -> list[dict]:
     """Every ABLATION row once with the first seed, then the ``--top`` best rows again with each further seed."""
     def row(name: str, seed: int) -> dict:
         overrides = dict(ABLATION[name])
+        frames = overrides.pop("train_frames", None)
         row_data = data
-        if "train_frames" in overrides:  # the same generator and val split, fewer training frames
+        if frames:  # the same generator and val split, fewer training frames
             from seglab.synth import generate_minicity
 
-            row_data = work / f"minicity_{overrides['train_frames']}"
+            row_data = work / f"minicity_{frames}"
             if not row_data.exists():
-                generate_minicity(row_data, train=overrides["train_frames"], val=args.val_frames, test=0,
-                                  seed=args.seed)
+                generate_minicity(row_data, train=frames, val=args.val_frames, test=0, seed=args.seed)
         seeded = argparse.Namespace(**{**vars(args), "seed": seed, "eval_every": args.ablation_budget,
                                        "budget": args.ablation_budget})
         result = seglab_arm(row_data, work, seeded, overrides, name)[-1]
@@ -272,7 +271,7 @@ def main() -> None:
     parser.add_argument("--train-frames", type=int, default=300)
     parser.add_argument("--val-frames", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ablation", action="store_true", help="also train each ablation row (--budget each)")
+    parser.add_argument("--ablation", action="store_true", help="also train each ablation row (--ablation-budget each)")
     parser.add_argument("--ablation-budget", type=float, default=240, help="training CPU-seconds per ablation row")
     parser.add_argument("--ablation-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1],
                         help="every row runs with the first seed, the --top best rows also with the others")

@@ -368,8 +368,10 @@ class RandomScaleRotateCrop(v2.Transform):
         height, width = v2.query_size(flat_inputs)
         masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
         tries = self.tries if self.cat_max_ratio < 1 and masks else 1
+        label = masks[0].as_subclass(torch.Tensor).reshape(height, width) if masks and self.class_uniform else None
+        classes = label.unique() if label is not None else None  # once per sample, not once per try
         for attempt in range(tries):
-            centre = self._class_uniform_pixel(masks[0]) if masks and self.class_uniform else None
+            centre = self._class_uniform_pixel(label, classes) if label is not None else None
             params = {"matrix": self._draw(height, width, centre)}
             if attempt + 1 == tries or self._balanced(self.transform(masks[0], params)):
                 return params
@@ -380,13 +382,11 @@ class RandomScaleRotateCrop(v2.Transform):
         counts = np.bincount(crop_mask.numpy().ravel(), minlength=IGNORE_INDEX + 1)[:IGNORE_INDEX]
         return counts.sum() > 0 and counts.max() <= self.cat_max_ratio * counts.sum()
 
-    def _class_uniform_pixel(self, mask: torch.Tensor) -> tuple[int, int] | None:
+    def _class_uniform_pixel(self, label: torch.Tensor, classes: torch.Tensor) -> tuple[int, int] | None:
         """With probability ``class_uniform``: a random pixel (row, column) of a class drawn uniformly from the
-        classes in ``mask`` (class-uniform sampling, as NVIDIA's Cityscapes recipe), else None."""
+        ``classes`` in ``label`` (class-uniform sampling, as NVIDIA's Cityscapes recipe), else None."""
         if float(torch.rand(())) >= self.class_uniform:
             return None
-        label = mask.as_subclass(torch.Tensor).reshape(mask.shape[-2:])
-        classes = label.unique()
         classes = classes[classes != IGNORE_INDEX]
         if len(classes) == 0:
             return None

@@ -192,9 +192,7 @@ class Trainer:
             sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
                                          seed=self.config.seed, drop_last=True)
             sampler.set_epoch(epoch)
-            order: Sampler | list[int] = sampler
-            if self.config.max_steps:
-                order = list(sampler)[:self.steps_per_epoch * self.config.batch_size]
+            order: Sampler | list[int] = list(sampler)[:self.steps_per_epoch * self.config.batch_size]
         else:
             order = RandomSampler(self.train_set, num_samples=self.steps_per_epoch * self.config.batch_size,
                                   generator=generator)
