@@ -14,7 +14,7 @@ notebook-07 recipe with one lever changed at a time, ``--ablation-budget`` CPU-s
 of ``--ablation-seeds``, the ``--top`` best rows also with the others), and prints as its last line
 ``time-to-accuracy: seglab reaches the seed-style best mIoU X in A s vs B s: N.Nx``.
 
-    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget 960] [--ablation [--ablation-budget 240]]
+    .venv/bin/python benchmarks/bench_recipe.py --out outputs/benchmarks [--budget CPU_S] [--ablation [--ablation-budget CPU_S]]
 """
 from __future__ import annotations
 
