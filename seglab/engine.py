@@ -78,7 +78,10 @@ def _write_json(path: Path, values: dict) -> None:
 
 class _TerminateAsInterrupt:
     """Within the block, SIGTERM and Ctrl-C stop training the same clean way (KeyboardInterrupt); inside ``hold()``
-    the interrupt waits until the epoch's files are all written, so last.pt and history.csv always agree."""
+    the interrupt waits until the epoch's files are all written, so last.pt and history.csv always agree.
+
+    The signal is also remembered: Python drops an exception raised where it cannot propagate (a fork hook while a
+    DataLoader starts its workers, a ``__del__``), so ``hold()`` raises it again when the epoch's files are saved."""
 
     def __enter__(self):
         self.holding = self.pending = False
@@ -89,9 +92,8 @@ class _TerminateAsInterrupt:
         return self
 
     def _interrupt(self, signum, frame):
-        if self.holding:
-            self.pending = True
-        else:
+        self.pending = True
+        if not self.holding:
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -307,18 +309,18 @@ class Trainer:
                     self.history[column].append(row[column])
                 improved = row["miou"] > self.best_miou
                 self.best_miou = max(self.best_miou, row["miou"])
-                if self.dist.is_main:
-                    with signals.hold():
+                with signals.hold():  # on every rank, so a signal that arrived during the epoch stops it here
+                    if self.dist.is_main:
                         self._save("last.pt", epoch)
                         if improved:
                             self._save("best.pt", epoch)
                         _write_history(self.out / "history.csv", self.history)
-                    if self.log:
-                        self.log.epoch(epoch * self.steps_per_epoch, row, metrics["per_class_iou"],
-                                       self.example_predictions())
-                    print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-                          f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
-                          f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
+                        if self.log:
+                            self.log.epoch(epoch * self.steps_per_epoch, row, metrics["per_class_iou"],
+                                           self.example_predictions())
+                        print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
+                              f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
+                              f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
         return pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
 
 

@@ -29,7 +29,7 @@ from seglab import checkpoint as ckpt
 from seglab.cli import main
 from seglab.config import TrainConfig
 from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
-from seglab.engine import Trainer, fit
+from seglab.engine import Trainer, _TerminateAsInterrupt, fit
 from seglab.errors import SeglabError
 from seglab.masks import generate_masks
 from seglab.models import build_model
@@ -338,6 +338,21 @@ def test_full_disk_while_checkpointing_keeps_previous_checkpoint(world, monkeypa
         {k: before[k] for k in ("last.pt", "best.pt", "history.csv")}
     files = [{k for k in files if not k.startswith("events.out.tfevents.")} for files in (before, after)]
     assert files[0] == files[1]  # no temp file left (the resumed run's TensorBoard events aside)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_signal_that_python_drops_still_stops_training_after_the_epoch():
+    """A signal handled where Python drops exceptions (a fork hook as a DataLoader starts its workers, a __del__)
+    must still stop the run once the epoch's files are written, instead of training on."""
+    class SignalledWhileDeleted:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(10_000))  # the handler runs here and its KeyboardInterrupt is dropped ("Exception ignored")
+
+    with _TerminateAsInterrupt() as signals:
+        SignalledWhileDeleted()
+        with pytest.raises(KeyboardInterrupt), signals.hold():
+            pass
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
