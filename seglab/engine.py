@@ -311,17 +311,21 @@ class Trainer:
                 self.best_miou = max(self.best_miou, row["miou"])
                 with signals.hold():  # on every rank, so a signal that arrived during the epoch stops it here
                     if self.dist.is_main:
-                        self._save("last.pt", epoch)
-                        if improved:
-                            self._save("best.pt", epoch)
-                        _write_history(self.out / "history.csv", self.history)
-                        if self.log:
-                            self.log.epoch(epoch * self.steps_per_epoch, row, metrics["per_class_iou"],
-                                           self.example_predictions())
-                        print(f"epoch {epoch}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-                              f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
-                              f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
+                        self._record_epoch(row, metrics["per_class_iou"], improved)
         return pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
+
+    def _record_epoch(self, row: dict, per_class_iou, improved: bool) -> None:
+        """Rank 0's end of an epoch: last.pt (and best.pt), history.csv, TensorBoard and the console line."""
+        epoch = row["epoch"]
+        self._save("last.pt", epoch)
+        if improved:
+            self._save("best.pt", epoch)
+        _write_history(self.out / "history.csv", self.history)
+        if self.log:
+            self.log.epoch(epoch * self.steps_per_epoch, row, per_class_iou, self.example_predictions())
+        print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+              f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
+              f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
 
 
 def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> pd.DataFrame:
