@@ -4,17 +4,19 @@ one warp of the crop window) against the usual torchvision one (torchvision.data
 then transforms.v2 RandomResize -> RandomRotation -> RandomCrop on the whole frame, the same flip and jitter), both
 through a DataLoader as the trainer builds it.
 
-Each round iterates one epoch of each pipeline (worker start-up included, as every training epoch pays it), the two
-alternating; samples/s = frames / fastest epoch (the least disturbed by other processes, as timeit reports). A last row times seglab's dataset in the main process (0
-workers) to show what the worker pool adds. Every sample also reports the CPU seconds its loading took (in its
-worker), a cost that, unlike samples/s, other processes' load does not change. Writes ``outputs/benchmarks/data.csv``
-and ``data.png``.
+Each round iterates one epoch of each pipeline (worker start-up included, as every training epoch pays it), the
+pipelines alternating; samples/s = frames / fastest epoch (the least disturbed by other processes, as timeit
+reports). Two more rows time seglab's dataset in the main process (0 workers), to show what the worker pool adds,
+and the same dataset with its frames decoded once and kept in memory (``--in-memory``). Every sample also reports
+the CPU seconds its loading took (in its worker), a cost that, unlike samples/s, other processes' load does not
+change. Writes ``outputs/benchmarks/data.csv`` and ``data.png``.
 
     .venv/bin/python benchmarks/bench_data.py [--data ROOT] [--frames 16] [--crop 512,1024] [--workers 2] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -112,7 +114,7 @@ def plot(table, args, path: Path) -> None:
 
     fig = Figure(figsize=(9, 2.8), layout="constrained")
     ax = fig.subplots()
-    barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", ["tab:gray", "tab:green", "tab:olive"][:len(table)])
+    barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", ["tab:gray", "tab:green", "tab:olive", "tab:cyan"][:len(table)])
     row = table.iloc[0]
     ax.set_xlabel(f"samples/s (higher is better): {row['frames']} frames of {row['height']}x{row['width']}, "
                   f"random scale {args.scale_range[0]}-{args.scale_range[1]}, rotation, crop {args.crop[0]}x"
@@ -142,8 +144,15 @@ def run(args) -> object:
             f"seglab CityscapesSegmentation + one warp, {args.workers} workers":
                 lambda: epoch(ours, args.batch, args.workers, 0),
         }
+        from_files = "seglab CityscapesSegmentation, main process (0 workers)"
         if args.workers:
-            arms["seglab CityscapesSegmentation, main process (0 workers)"] = lambda: epoch(ours, args.batch, 0, 0)
+            arms[from_files] = lambda: epoch(ours, args.batch, 0, 0)
+        else:
+            from_files = f"seglab CityscapesSegmentation + one warp, {args.workers} workers"
+        kept = copy.copy(ours)  # the same dataset with its frames decoded once (TrainConfig.in_memory)
+        kept.keep_in_memory()
+        in_memory = "seglab, frames kept in memory (--in-memory), main process (0 workers)"
+        arms[in_memory] = lambda: epoch(kept, args.batch, 0, 0)
         results, seconds = alternate(arms, args.repeat)
     table = pd.DataFrame([{"pipeline": name, "workers": args.workers if "0 workers" not in name else 0,
                            "frames": results[name][0], "height": height, "width": width,
@@ -165,7 +174,11 @@ def run(args) -> object:
                   peer_name="torchvision Cityscapes + v2 chain"),
         ratio_row("data", f"train pipeline CPU seconds per sample, {pipeline}", ours["cpu_s_per_sample"],
                   peer["cpu_s_per_sample"], "s", higher_is_better=False, peer_name="torchvision Cityscapes + v2 chain",
-                  detail="measured inside the loading process: independent of other processes' load")])
+                  detail="measured inside the loading process: independent of other processes' load"),
+        ratio_row("data", f"train pipeline CPU seconds per sample, {pipeline}, frames kept in memory",
+                  table.set_index("pipeline").loc[in_memory, "cpu_s_per_sample"],
+                  table.set_index("pipeline").loc[from_files, "cpu_s_per_sample"], "s", higher_is_better=False,
+                  peer_name="frames decoded from their files at every step")])
     return table
 
 

@@ -75,6 +75,8 @@ class TrainConfig:
     channels_last: bool = option(True, "NHWC memory layout for the convolutions")
     grad_clip: float = option(1.0, "clip the global gradient norm to this value (0: off)")
     workers: int = option(2, "DataLoader worker processes")
+    in_memory: bool = option(False, "decode the training and validation frames once, at the start, and keep them in "
+                                    "memory: faster for small datasets such as MiniCity (4 bytes per pixel per frame)")
     seed: int = option(0, "seeds weights, shuffling and augmentation")
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     sync_bn: bool = option(False, "SyncBatchNorm across processes under torchrun")

@@ -50,8 +50,8 @@ def test_bench_data_smoke(minicity, tmp_path):
     stdout = _run("bench_data.py", "--data", str(minicity), "--crop", "64,128", "--workers", "0", "--repeat", "1",
                   "--out", str(tmp_path))
     table = pd.read_csv(tmp_path / "data.csv")
-    assert table["frames"].eq(6).all() and (table["samples_per_s"] > 0).all() and len(table) == 2
-    assert stdout.count("RATIO data") == 2 and (table["cpu_s_per_sample"] > 0).all()
+    assert table["frames"].eq(6).all() and (table["samples_per_s"] > 0).all() and len(table) == 3
+    assert stdout.count("RATIO data") == 3 and (table["cpu_s_per_sample"] > 0).all()
     assert (tmp_path / "data.png").is_file()
 
 

@@ -10,9 +10,10 @@ from cityscapesscripts.preparation.json2labelImg import createLabelImage
 from scipy.ndimage import maximum_filter, minimum_filter
 from torchvision import tv_tensors
 
+from seglab.config import TrainConfig
 from seglab.data import (CityscapesSegmentation, RandomScaleRotateCrop, SBDSegmentation, VOCSegmentation, build_dataset,
-                         class_frequencies, denormalize, eval_transforms, find_sbd_root,
-                         train_transforms, weights_from_counts)
+                         class_frequencies, denormalize, eval_transforms, find_sbd_root, train_dataset,
+                         train_transforms, val_dataset, weights_from_counts)
 from seglab.errors import SeglabError
 from seglab.labels import ID_TO_TRAINID, TRAINID_TO_COLOR
 
@@ -159,3 +160,22 @@ def test_scale_rotate_crop_at_scale_one_is_an_exact_crop():
         assert torch.equal(out_image, torch.from_numpy(image[top:top + 32, left:left + 48]).permute(2, 0, 1))
         assert out_mask.dtype == torch.int64 and torch.equal(out_mask, torch.from_numpy(label[top:top + 32,
                                                                                             left:left + 48]))
+
+
+@pytest.mark.parametrize("make", [train_dataset, val_dataset])
+def test_in_memory_frames_give_the_same_samples_and_stay_unchanged(minicity, make):
+    """--in-memory only changes where the decoded frames come from: the same seeded samples as reading the files,
+    and the kept arrays are not altered by the transforms that run on them."""
+    options = {"data": str(minicity), "crop": [64, 96], "class_uniform": 0.5, "cat_max_ratio": 0.75}
+    from_files, in_memory = make(TrainConfig(**options)), make(TrainConfig(**options, in_memory=True))
+    assert from_files.decoded is None and len(in_memory.decoded) == len(in_memory) == len(from_files)
+    for index in range(len(from_files)):
+        torch.manual_seed(index)
+        expected = from_files[index]
+        torch.manual_seed(index)
+        image, mask = in_memory[index]
+        assert torch.equal(image, expected[0]) and torch.equal(mask, expected[1])
+    for (image, label), (file_image, file_label) in zip(in_memory.decoded, map(from_files.load_pair,
+                                                                                 range(len(from_files)))):
+        np.testing.assert_array_equal(image, file_image)
+        np.testing.assert_array_equal(label, file_label)
