@@ -114,7 +114,8 @@ def plot(table, args, path: Path) -> None:
 
     fig = Figure(figsize=(9, 2.8), layout="constrained")
     ax = fig.subplots()
-    barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", ["tab:gray", "tab:green", "tab:olive", "tab:cyan"][:len(table)])
+    colours = ["tab:gray", "tab:green", "tab:olive", "tab:cyan"]
+    barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", colours[:len(table)])
     row = table.iloc[0]
     ax.set_xlabel(f"samples/s (higher is better): {row['frames']} frames of {row['height']}x{row['width']}, "
                   f"random scale {args.scale_range[0]}-{args.scale_range[1]}, rotation, crop {args.crop[0]}x"
@@ -138,17 +139,15 @@ def run(args) -> object:
         ours, peer = pipelines(Path(root), args.crop, args.scale_range)
         with Image.open(ours.image_path(0)) as img:
             width, height = img.size
+        with_workers = f"seglab CityscapesSegmentation + one warp, {args.workers} workers"
+        from_files = "seglab CityscapesSegmentation, main process (0 workers)" if args.workers else with_workers
         arms = {
             f"torchvision Cityscapes (PIL) + v2 resize/rotate/crop, {args.workers} workers":
                 lambda: epoch(peer, args.batch, args.workers, 0),
-            f"seglab CityscapesSegmentation + one warp, {args.workers} workers":
-                lambda: epoch(ours, args.batch, args.workers, 0),
+            with_workers: lambda: epoch(ours, args.batch, args.workers, 0),
         }
-        from_files = "seglab CityscapesSegmentation, main process (0 workers)"
         if args.workers:
             arms[from_files] = lambda: epoch(ours, args.batch, 0, 0)
-        else:
-            from_files = f"seglab CityscapesSegmentation + one warp, {args.workers} workers"
         kept = copy.copy(ours)  # the same dataset with its frames decoded once (TrainConfig.in_memory)
         kept.keep_in_memory()
         in_memory = "seglab, frames kept in memory (--in-memory), main process (0 workers)"
@@ -168,6 +167,7 @@ def run(args) -> object:
               f"{row.cpu_s_per_sample:.3f} CPU s/sample")
     pipeline = f"{height}x{width} frames, crop {args.crop[0]}x{args.crop[1]}"
     ours, peer = table.iloc[1], table.iloc[0]
+    cpu_per_sample = table.set_index("pipeline")["cpu_s_per_sample"]
     record_ratios(args.out, [
         ratio_row("data", f"train pipeline samples/s, {pipeline}, {args.workers} workers", ours["samples_per_s"],
                   peer["samples_per_s"], "samples/s", higher_is_better=True,
@@ -176,8 +176,7 @@ def run(args) -> object:
                   peer["cpu_s_per_sample"], "s", higher_is_better=False, peer_name="torchvision Cityscapes + v2 chain",
                   detail="measured inside the loading process: independent of other processes' load"),
         ratio_row("data", f"train pipeline CPU seconds per sample, {pipeline}, frames kept in memory",
-                  table.set_index("pipeline").loc[in_memory, "cpu_s_per_sample"],
-                  table.set_index("pipeline").loc[from_files, "cpu_s_per_sample"], "s", higher_is_better=False,
+                  cpu_per_sample[in_memory], cpu_per_sample[from_files], "s", higher_is_better=False,
                   peer_name="frames decoded from their files at every step")])
     return table
 

@@ -118,6 +118,8 @@ class SegmentationDataset(Dataset):
 
     def load_label(self, index: int) -> np.ndarray:
         """The class-index mask of sample ``index`` (uint8, 255 = ignore), checked for out-of-range values."""
+        if self.decoded is not None:
+            return self.decoded[index][1]
         path = self.pairs[index][1]
         label = self.read_label(path)
         if self.label_lut is not None:
@@ -131,6 +133,8 @@ class SegmentationDataset(Dataset):
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The untransformed RGB image and class-index mask of sample ``index``."""
+        if self.decoded is not None:
+            return self.decoded[index]
         image_path = self.pairs[index][0]
         image, label = read_image(image_path), self.load_label(index)
         if image.shape[:2] != label.shape:
@@ -139,12 +143,13 @@ class SegmentationDataset(Dataset):
         return image, label
 
     def keep_in_memory(self) -> None:
-        """Decode every frame now and serve it from memory from then on: a speed trick for small datasets such as
-        MiniCity, where decoding PNGs is a large share of a CPU training step (4 bytes per pixel per frame)."""
+        """Decode every frame now and serve it (``load_pair``, ``load_label``) from memory from then on: a speed trick
+        for small datasets such as MiniCity, where decoding PNGs is a large share of a CPU training step (4 bytes per
+        pixel per frame)."""
         self.decoded = [self.load_pair(index) for index in range(len(self))]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self.load_pair(index) if self.decoded is None else self.decoded[index]
+        image, label = self.load_pair(index)
         image_t = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
         mask_t = tv_tensors.Mask(torch.from_numpy(label))
         image_t, mask_t = self.transforms(image_t, mask_t)
