@@ -1,7 +1,7 @@
 """Time to accuracy: seglab's demo recipe against a seed-style recipe on the same MiniCity, in one run.
 
-* seglab: the recipe of notebook 07, read from that notebook's ``parameters`` cell (the one place it is written) and
-  run by seglab's ``Trainer`` (its crops, loss, schedule and precision);
+* seglab: the demo recipe, the preset ``minicity_demo`` (seglab/presets/minicity_demo.toml, the one place it is
+  written; notebook 07 trains it), run by seglab's ``Trainer`` (its crops, loss, schedule and precision);
 * seed-style: what the older repositories did: fp32, Adam at a fixed learning rate, whole frames resized to 256x256
   with horizontal flips and 90-degree rotations, plain cross-entropy (ignore 255), batch 8, the same model.
 
@@ -10,7 +10,7 @@ included, as the loaders run in-process; building the model and the datasets cou
 ``--eval-every`` CPU-seconds on the validation split at native resolution (the seed-style arm predicts at its 256x256
 training geometry and its logits are resized to the label size, as those repositories evaluated). Validation time is
 not counted. Writes ``recipe.csv`` (one row per validation), ``recipe.png`` (mIoU against CPU-seconds, both arms),
-``recipe_ablation.csv`` with ``--ablation`` (the notebook-07 recipe with one lever changed at a time,
+``recipe_ablation.csv`` with ``--ablation`` (the demo recipe with one lever changed at a time,
 ``--ablation-budget`` CPU-seconds each; every row with the first of ``--ablation-seeds``, the ``--top`` best rows
 also with the others), and prints as its last line
 ``time-to-accuracy: seglab reaches the seed-style best mIoU X in A s vs B s: N.Nx``.
@@ -20,8 +20,6 @@ also with the others), and prints as its last line
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import sys
 import tempfile
 import time
@@ -37,17 +35,17 @@ import torch.nn.functional as F  # noqa: E402
 from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from seglab.config import TrainConfig, field_names  # noqa: E402
+from seglab.config import TrainConfig, load_preset  # noqa: E402
 from seglab.data import _to_float_normalized, build_dataset  # noqa: E402
 from seglab.engine import Trainer, lr_lambda  # noqa: E402
 from seglab.infer import evaluate  # noqa: E402
 from seglab.labels import IGNORE_INDEX  # noqa: E402
 
-NOTEBOOK = ROOT / "notebooks" / "07_training.ipynb"
+PRESET = "minicity_demo"
 SEED_SIZE = (256, 256)
-# Each ablation row changes one lever of the notebook-07 recipe: what it adds (or costs) in the same budget.
+# Each ablation row changes one lever of the demo recipe: what it adds (or costs) in the same budget.
 ABLATION = {
-    "notebook 07 recipe": {},
+    "demo recipe (minicity_demo)": {},
     "half of the crops class-uniform instead of all": {"class_uniform": 0.5},
     "no class-uniform crops": {"class_uniform": 0.0},
     "no cat_max_ratio": {"cat_max_ratio": 1.0},
@@ -62,15 +60,9 @@ ABLATION = {
 }
 
 
-def notebook_recipe() -> dict:
-    """The TrainConfig fields set in notebook 07's parameters cell (literal values, as papermill injects them)."""
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
-    values = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            values[node.targets[0].id] = ast.literal_eval(node.value)
-    return {k: v for k, v in values.items() if k in field_names()}
+def demo_recipe() -> dict:
+    """The TrainConfig fields the demo preset sets."""
+    return load_preset(PRESET)
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -121,8 +113,8 @@ def train_for(arm: str, step: Callable[[], None], score: Callable[[], tuple[floa
 
 
 def seglab_arm(data: Path, work: Path, args, overrides: dict, name: str) -> list[dict]:
-    """The notebook-07 recipe (with ``overrides``) through seglab's Trainer, the schedule sized to the budget."""
-    values = {**notebook_recipe(), **overrides}
+    """The demo recipe (with ``overrides``) through seglab's Trainer, the schedule sized to the budget."""
+    values = {**demo_recipe(), **overrides}
     constant = values.pop("schedule_off", False)
     config = TrainConfig.from_dict({**values, "data": str(data), "out": str(work / "seglab"), "workers": 0,
                                     "progress": False, "tensorboard": False, "seed": args.seed, "val_scale": 1.0})
@@ -240,13 +232,13 @@ def run(args) -> str:
 
     from seglab.synth import generate_minicity
 
-    recipe = notebook_recipe()
+    recipe = demo_recipe()
     with tempfile.TemporaryDirectory(prefix="bench_recipe_") as tmp:
         data = args.data
         if data is None:
             data = Path(tmp) / "minicity"
             generate_minicity(data, train=args.train_frames, val=args.val_frames, test=0, seed=args.seed)
-        print(f"recipe of {NOTEBOOK.name}: {recipe}", flush=True)
+        print(f"recipe of the preset {PRESET}: {recipe}", flush=True)
         rows = seed_style_arm(data, args, recipe.get("model", "unet"), recipe.get("model_options", {}))
         rows += seglab_arm(data, Path(tmp), args, {}, "seglab")
         ablation = run_ablation(data, Path(tmp), args) if args.ablation else []

@@ -172,13 +172,15 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def _config_argument(parser: argparse.ArgumentParser, field: dataclasses.Field, default: object) -> None:
-    """One `--flag` for one TrainConfig field, typed by its annotation, with its help text and choices."""
-    kwargs: dict = {"default": default, "help": f"{field.metadata['help']} (default: %(default)s)"}
+    """One `--flag` for one TrainConfig field, typed by its annotation, with its help text and choices.
+
+    A flag that is not given stays out of the parsed namespace, so that a --preset's value is kept."""
+    shown = default if field.type != "bool" else str(default).lower()
+    kwargs: dict = {"default": argparse.SUPPRESS, "help": f"{field.metadata['help']} (default: {shown})"}
     if field.type == "bool":
         kwargs["action"] = argparse.BooleanOptionalAction
     elif field.type == "dict":
-        kwargs.update(type=_option, action="append", default=[], metavar="KEY=VALUE",
-                      help=field.metadata["help"])
+        kwargs.update(type=_option, action="append", metavar="KEY=VALUE", help=field.metadata["help"])
     elif field.type.startswith("tuple"):
         kwargs.update(type=_number_pair(int if "int" in field.type else float), metavar="A,B")
     else:
@@ -187,10 +189,13 @@ def _config_argument(parser: argparse.ArgumentParser, field: dataclasses.Field, 
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from seglab.config import TrainConfig
+    from seglab.config import TrainConfig, preset_names
 
     p = sub.add_parser("train", help="train a model (also under torchrun for DistributedDataParallel)",
-                       description="Every TrainConfig field is a flag; notebooks take the same names.")
+                       description="Every TrainConfig field is a flag; notebooks take the same names. Flags given "
+                                   "with --preset change that recipe's values.")
+    p.add_argument("--preset", default="", metavar="NAME",
+                   help=f"start from a recipe: {', '.join(preset_names())} (seglab/presets/), or a .toml file")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         _config_argument(p, field, getattr(defaults, field.name))
@@ -203,8 +208,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from seglab.config import TrainConfig, field_names
     from seglab.engine import fit
 
-    values = {name: getattr(args, name) for name in field_names()}
-    config = TrainConfig.from_dict({**values, "model_options": dict(args.model_options)})
+    values = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
+    if "model_options" in values:
+        values["model_options"] = dict(values["model_options"])
+    config = TrainConfig.preset(args.preset, **values)
     history = fit(config, resume=args.resume, overwrite=args.overwrite)
     if len(history) and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         best = history.loc[history["miou"].idxmax()]

@@ -2,13 +2,15 @@
 
 Every field carries its help text and, where the values are a fixed set, its choices. `seglab train` makes one
 `--flag` per field from them (seglab.cli), notebooks build the config from their parameters with
-`TrainConfig.from_params`, and every run saves it as config.json and inside each checkpoint.
+`TrainConfig.from_params`, and every run saves it as config.json and inside each checkpoint. A recipe is written
+once, as a preset file in seglab/presets/ (`TrainConfig.preset("minicity_demo", epochs=5)`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from seglab.errors import SeglabError
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("cityscapes", "voc")
+PRESET_DIR = Path(__file__).parent / "presets"
 
 
 def option(default: Any, help: str, choices: tuple | None = None) -> Any:
@@ -130,10 +133,35 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The recipe written in ``seglab/presets/<name>.toml`` (or a .toml file path), with ``overrides``."""
+        return cls.from_dict({**load_preset(name), **overrides})
+
+    @classmethod
     def from_params(cls, params: Any, **overrides: Any) -> TrainConfig:
-        """A config from a notebook's parameters: every parameter named like a field, then ``overrides``."""
-        values = {k: v for k, v in vars(params).items() if k in field_names()}
-        return cls.from_dict({**values, **overrides})
+        """A config from a notebook's parameters: the ``preset`` they name, every parameter named like a field, the
+        ``overrides`` dict parameter, then ``overrides``."""
+        values = vars(params)
+        fields = {k: v for k, v in values.items() if k in field_names()}
+        return cls.preset(values.get("preset", ""), **{**fields, **values.get("overrides", {}), **overrides})
+
+
+def preset_names() -> list[str]:
+    """The presets shipped in seglab/presets/."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The field values of a preset name or .toml file ("" gives none: the TrainConfig defaults)."""
+    if not name:
+        return {}
+    path = Path(name) if name.endswith(".toml") else PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise SeglabError(f"no preset {name!r}: use one of {', '.join(preset_names())}, or the path of a .toml file")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise SeglabError(f"preset {path} is not valid TOML: {error}") from None
 
 
 def field_names() -> tuple[str, ...]:

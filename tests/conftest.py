@@ -24,3 +24,19 @@ def minivoc(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("minivoc")
     synth.generate_minivoc(root, train=6, val=4, height=96, width=128, seed=0, workers=1)
     return root
+
+
+TINY_UNET = {"base_width": 8, "depth": 3}
+TINY_TRAIN = {"epochs": 1, "max_steps": 2, "batch_size": 2, "workers": 0, "precision": "fp32"}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(minicity, tmp_path_factory) -> Path:
+    """A real checkpoint of a tiny UNet trained for two steps on the tiny MiniCity."""
+    from seglab.config import TrainConfig
+    from seglab.engine import fit
+
+    run = tmp_path_factory.mktemp("tiny_run") / "unet"
+    fit(TrainConfig(model="unet", model_options=TINY_UNET, data=str(minicity), out=str(run), crop=(64, 128),
+                    progress=False, **{**TINY_TRAIN, "batch_size": 4}))
+    return run / "best.pt"

@@ -110,7 +110,7 @@ def test_bench_recipe_smoke(tmp_path):
     assert set(table["arm"]) == {"seed-style", "seglab"} and table["miou"].between(0, 1).all()
     assert (table.groupby("arm")["cpu_seconds"].max() >= 2).all()  # each arm trained its whole budget
     ablation = pd.read_csv(tmp_path / "recipe_ablation.csv")
-    assert ablation["recipe"].iloc[0] == "notebook 07 recipe" and ablation["recipe"].nunique() >= 8
+    assert ablation["recipe"].iloc[0] == "demo recipe (minicity_demo)" and ablation["recipe"].nunique() >= 8
     assert len(ablation) == ablation["recipe"].nunique() + 1  # the best row (--top 1) again with seed 1
     best = ablation.iloc[:-1].sort_values("miou", ascending=False).iloc[0]["recipe"]
     assert ablation.iloc[-1]["recipe"] == best and ablation.iloc[-1]["seed"] == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from seglab.cli import build_parser, main
-from seglab.config import TrainConfig, field_names
+from seglab.config import PRESET_DIR, TrainConfig, field_names, preset_names
 from seglab.errors import SeglabError
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -29,7 +30,7 @@ def test_train_has_one_flag_per_field_with_its_help_and_choices():
         assert field.metadata["help"] in action.help
         if field.metadata["choices"]:
             assert tuple(action.choices) == field.metadata["choices"]
-    assert set(actions) - set(field_names()) == {"help", "resume", "overwrite"}
+    assert set(actions) - set(field_names()) == {"help", "preset", "resume", "overwrite"}
 
 
 def test_parsed_flags_give_the_config_the_flags_say(tmp_path, monkeypatch):
@@ -88,3 +89,34 @@ def test_notebooks_derive_the_run_from_their_parameters(path):
                 name = getattr(node.func, "id", getattr(node.func, "attr", ""))
                 assert not (name == "TrainConfig" and len(node.keywords) > 4), f"{path.name} spells out a TrainConfig"
                 assert name not in ("native_size", "eval_transforms"), f"{path.name} recomputes the run's data set-up"
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_is_a_valid_recipe(name):
+    config = TrainConfig.preset(name)
+    config.check()
+    written = tomllib.loads((PRESET_DIR / f"{name}.toml").read_text())
+    assert written and all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in written.items())
+
+
+def test_preset_values_reach_train_and_flags_change_them(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("seglab.engine.fit", lambda config, **kw: seen.setdefault("config", config) and [])
+    assert main(["train", "--preset", "minicity_demo", "--epochs", "3", "--out", str(tmp_path)]) == 0
+    assert seen["config"] == TrainConfig.preset("minicity_demo", epochs=3, out=str(tmp_path))
+    assert seen["config"].class_uniform == 1.0 and seen["config"].in_memory is True  # from the file, not defaults
+
+
+def test_from_params_applies_the_preset_then_parameters_then_overrides():
+    params = SimpleNamespace(preset="minicity_brief", model="fcn8s", overrides={"epochs": 2, "lr": 0.5}, other=1)
+    config = TrainConfig.from_params(params, lr=0.25)
+    assert config == TrainConfig.preset("minicity_brief", model="fcn8s", epochs=2, lr=0.25)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--preset", "no_such_recipe"], "no preset 'no_such_recipe': use one of"),
+])
+def test_unknown_preset_is_one_line(argv, fragment, capsys):
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1

@@ -29,8 +29,7 @@ from seglab.models import build_model
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 240  # seconds per cell: tiny runs take a few seconds, the margin is for a loaded CI machine
-TINY_UNET = {"base_width": 8, "depth": 3}
-TINY_TRAIN = {"epochs": 1, "max_steps": 2, "batch_size": 2, "workers": 0, "precision": "fp32"}
+from conftest import TINY_TRAIN, TINY_UNET
 VOC_OPTIONS = {"unet_vgg13": {}, "fcn8s": {"backbone": "vgg11_bn"}}
 
 # Tiny parameters per notebook number. "@minicity", "@minivoc", "@checkpoint" and "@scratch" (a temporary folder)
@@ -96,15 +95,6 @@ def results_of(out: Path, path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def tiny_checkpoint(minicity, tmp_path_factory) -> Path:
-    """A real checkpoint of a tiny UNet trained for two steps on the tiny MiniCity."""
-    run = tmp_path_factory.mktemp("nb_run") / "unet"
-    fit(TrainConfig(model="unet", model_options=TINY_UNET, data=str(minicity), out=str(run), epochs=1, max_steps=2,
-                    crop=(64, 128), workers=0, precision="fp32", progress=False))
-    return run / "best.pt"
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, minicity, minivoc, tiny_checkpoint) -> tuple[Path, dict[str, str]]:
     out = tmp_path_factory.mktemp("notebooks")
