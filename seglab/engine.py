@@ -28,6 +28,7 @@ from seglab.data import class_frequencies, denormalize, weights_from_counts, tra
 from seglab.errors import SeglabError
 from seglab.infer import evaluate, predict_logits
 from seglab.losses import SegmentationLoss
+from seglab.metrics import all_reduce, summary
 from seglab.labels import get_label_set
 from seglab.models import build_model
 from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
@@ -262,12 +263,12 @@ class Trainer:
                                 criterion=self.criterion, workers=min(self.config.workers, 2),
                                 channels_last=self.config.channels_last,
                                 progress=self.config.progress and self.dist.is_main)
-        matrix.all_reduce()
+        all_reduce(matrix)
         if self.dist.enabled:
             pair = torch.tensor([loss * len(indices), len(indices)], device=self.device, dtype=torch.float64)
             dist.all_reduce(pair)
             loss = float(pair[0] / pair[1])
-        return matrix.summary(self.class_names), loss
+        return summary(matrix, self.class_names), loss
 
     @torch.inference_mode()
     def example_predictions(self, count: int = 3) -> list[np.ndarray]:

@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
 from seglab.files import atomic_write, write_png
-from seglab.data import SegmentationDataset, build_dataset, eval_transforms, read_image
+from seglab.data import SegmentationDataset, build_dataset, eval_transforms, find_sbd_root, read_image
 from seglab.errors import SeglabError
 from seglab.labels import TRAINID_TO_ID, LabelSet, get_label_set
-from seglab.metrics import ConfusionMatrix
+from seglab.metrics import ConfusionMatrix, per_class_table, summary
 from seglab.runtime import autocast, resolve_device, resolve_precision
 from seglab.viz import overlay
 
@@ -160,10 +160,14 @@ def zip_export(export_dir: str | Path) -> Path:
 
 
 def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
-    """Image files (by suffix, recursively, sorted) and the other files found in ``folder``."""
+    """Image files (by suffix, recursively, sorted) and the other files found in ``folder``; ``folder`` may also be
+    one image file."""
     folder = Path(folder)
+    if folder.is_file():
+        return ([folder], []) if folder.suffix.lower() in IMAGE_SUFFIXES else ([], [folder])
     if not folder.is_dir():
-        raise SeglabError(f"image folder {folder} does not exist; pass --images DIR with your .jpg/.png files")
+        raise SeglabError(f"image folder {folder} does not exist; pass --images with a folder of .jpg/.png files "
+                          "or one image file")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
@@ -180,7 +184,8 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
     """
     images, others = list_images(images_dir)
     if not images:
-        raise SeglabError(f"no images (.jpg/.png/...) found in {images_dir}")
+        raise SeglabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {images_dir}")
+    base = Path(images_dir) if Path(images_dir).is_dir() else Path(images_dir).parent
     out_dir = Path(out_dir)
     model.eval()
     transform = eval_transforms()
@@ -196,10 +201,14 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
         logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window, scales=scales,
                                 channels_last=channels_last)
         label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-        stem = out_dir / path.relative_to(images_dir).with_suffix("")
+        stem = out_dir / path.relative_to(base).with_suffix("")
         write_png(stem.parent / f"{stem.name}_label.png", label)
         write_png(stem.parent / f"{stem.name}_overlay.png", overlay(image, label, label_set, alpha))
         written.append(path)
+    if not written:
+        unreadable = [(p, why) for p, why in skipped if p in images]
+        raise SeglabError(f"none of the {len(images)} image(s) in {images_dir} could be read (first: "
+                          f"{unreadable[0][1]}); nothing was written")
     return {"written": [str(p) for p in written], "skipped": [(str(p), why) for p, why in skipped]}
 
 
@@ -227,6 +236,27 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
+def dataset_layout(root: str | Path) -> str | None:
+    """'cityscapes' or 'voc' when ``root`` holds that dataset's top folders (leftImg8bit/, VOCdevkit/ or SBD), else
+    None."""
+    root = Path(root)
+    if (root / "leftImg8bit").is_dir():
+        return "cityscapes"
+    if (root / "VOCdevkit").is_dir() or find_sbd_root(root) is not None:
+        return "voc"
+    return None
+
+
+def check_data_matches(dataset: str, data: str | Path) -> None:
+    """A one-line error when ``data`` holds the other dataset than the one a model was trained on."""
+    found = dataset_layout(data)
+    if found is not None and found != dataset:
+        names = {"cityscapes": "Cityscapes", "voc": "Pascal VOC"}
+        raise SeglabError(f"this checkpoint was trained on {names[dataset]} ({get_label_set(dataset).num_classes} "
+                          f"classes) but {data} holds {names[found]} data; evaluate it on {names[dataset]} data "
+                          f"or use a checkpoint trained on {names[found]}")
+
+
 def _setup(checkpoint: str | Path | Checkpoint, device: str, precision: str
            ) -> tuple[nn.Module, Checkpoint, torch.device, str]:
     """The checkpoint's model (a file, or a record such as ``Checkpoint.from_model``) on ``device`` in eval mode and
@@ -247,20 +277,21 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *
     if export_dir is not None and record.dataset != "cityscapes":
         raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
     label_set = get_label_set(record.dataset)
+    check_data_matches(record.dataset, data)
     dataset = build_dataset(record.dataset, data, split, labels=labels)
     predictions = iter_predictions(model, dataset, device_t, precision=precision, flip=flip, window=window,
                                    scales=scales, channels_last=True, workers=workers, progress=progress)
     if export_dir is not None:
         predictions = export_cityscapes(predictions, dataset, export_dir)
     matrix, _ = score_predictions(predictions, dataset.num_classes, device_t)
-    summary = matrix.summary(label_set.classes)
-    categories = pd.DataFrame({"iou": list(summary["category_iou"].values())},
-                              index=pd.Index(list(summary["category_iou"]), name="category"), dtype=float)
-    report = EvaluationReport(summary, matrix.to_dataframe(label_set.classes), categories, matrix)
+    scores = summary(matrix, label_set.classes)
+    categories = pd.DataFrame({"iou": list(scores["category_iou"].values())},
+                              index=pd.Index(list(scores["category_iou"]), name="category"), dtype=float)
+    report = EvaluationReport(scores, per_class_table(matrix, label_set.classes), categories, matrix)
     if export_dir is not None:
         report.export_zip = zip_export(export_dir)
     if json_path is not None:
-        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(scores, indent=2)))
     return report
 
 

@@ -215,7 +215,7 @@ def plot_confusion(matrix: ConfusionMatrix | np.ndarray | Any, class_names: Sequ
 
 def plot_class_table(table: pd.DataFrame | Mapping[str, float | None], metric: str = "iou",
                      out_png: str | Path | None = None) -> Figure:
-    """Horizontal bars of one per-class metric, sorted; ``table`` is ``ConfusionMatrix.to_dataframe()`` or a
+    """Horizontal bars of one per-class metric, sorted; ``table`` is ``metrics.per_class_table()`` or a
     ``{class: value}`` dict such as ``summary()['per_class_iou']``. Undefined (absent) classes are left out."""
     import pandas as pd
 

@@ -10,7 +10,7 @@ from cityscapesscripts.helpers.labels import trainId2label
 
 from seglab.errors import SeglabError
 from seglab.labels import CITYSCAPES, VOC_PALETTE
-from seglab.metrics import ConfusionMatrix
+from seglab.metrics import ConfusionMatrix, per_class_table
 from seglab.viz import (CORRECT_COLOR, IGNORED_COLOR, WRONG_COLOR, colorize, error_map, make_gif, overlay,
                         plot_class_table, plot_confusion, plot_history, save_figure, triptych)
 
@@ -111,14 +111,14 @@ def test_plot_confusion_normalises_rows(tmp_path):
     np.testing.assert_allclose(values, cm.matrix.numpy() / cm.matrix.numpy().sum(axis=1, keepdims=True))
     assert (tmp_path / "cm.png").stat().st_size > 0
     raw = plot_confusion(cm.matrix.numpy(), names, normalize=None)
-    assert np.asarray(raw.axes[0].collections[0].get_array()).sum() == cm.total
+    assert np.asarray(raw.axes[0].collections[0].get_array()).sum() == int(cm.matrix.sum())
     with pytest.raises(SeglabError, match="normalize"):
         plot_confusion(cm, names, normalize="rows")
 
 
 def test_plot_class_table_and_save_figure(tmp_path):
     cm = ConfusionMatrix(3).update(torch.tensor([[0, 1, 1, 2]]), torch.tensor([[0, 1, 2, 2]]))
-    fig = plot_class_table(cm.to_dataframe(["x", "y", "z"]), "iou")
+    fig = plot_class_table(per_class_table(cm, ["x", "y", "z"]), "iou")
     widths = sorted(bar.get_width() for bar in fig.axes[0].patches)
     np.testing.assert_allclose(widths, sorted(cm.iou()))
     target = save_figure(fig, tmp_path / "a" / "b" / "iou.svg")
