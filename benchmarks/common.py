@@ -1,8 +1,9 @@
 """What every benchmark script shares: timing peers side by side, the machine's description, CSV + PNG writing,
 and the headline ratios collected in ``<out>/ratios.csv`` (one row per measured figure, replaced on each run).
 
-``python benchmarks/common.py [outputs/benchmarks]`` prints those ratios as the Markdown table the README shows
-and writes it to ``<out>/summary.md``.
+``python benchmarks/common.py [outputs/benchmarks]`` writes those ratios as a Markdown table to ``<out>/summary.md``
+and regenerates docs/performance.md, the one page that states benchmark figures: the ratios of this checkout's
+``make bench`` / ``make bench-gpu`` and the GPU measurement logs committed in benchmarks/measurements/.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +29,8 @@ if str(ROOT) not in sys.path:  # run from a checkout even before `pip install -e
 from seglab.files import atomic_write  # noqa: E402
 
 DEFAULT_OUT = Path("outputs/benchmarks")
+PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"
+MEASUREMENTS = ROOT / "benchmarks" / "measurements"  # logs of runs on machines this checkout does not have (GPUs)
 RATIO_COLUMNS = ["benchmark", "figure", "seglab", "peer", "unit", "ratio", "target", "met", "peer_name", "detail",
                  "date", "machine", "load"]
 
@@ -224,13 +228,156 @@ def summary_markdown(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------ the performance page
+def _ratio_table(table) -> list[str]:
+    """ratios.csv rows as Markdown, one table per machine, with that machine and the dates."""
+    import pandas as pd
+
+    lines = []
+    for name, rows in table.groupby("machine", sort=False):
+        when = ", ".join(sorted(set(rows["date"].astype(str))))
+        lines += [f"Measured {when} on **{name}** (1-minute load average {rows['load'].min():.1f}-"
+                  f"{rows['load'].max():.1f}):", "",
+                  "| benchmark | figure | seglab | peer | ratio | target | notes |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        for row in rows.itertuples():
+            target = "" if pd.isna(row.target) else f"≥ {row.target:g}× ({'met' if row.met else 'not met'})"
+            notes = "" if pd.isna(row.detail) else row.detail
+            lines.append(f"| {row.benchmark} | {row.figure} | {row.seglab:.3g} {row.unit} | {row.peer:.3g} "
+                         f"{row.peer_name} | **{row.ratio:.2f}×** | {target} | {notes} |")
+        lines.append("")
+    return lines
+
+
+def _bench_scripts() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py"))
+
+
+def parse_gpu_log(text: str) -> dict:
+    """The figures of a GPU measurement log (the format of benchmarks/measurements/gpu-*.txt): the machine line,
+    bench_infer and bench_train rows, the matmul peaks, the demo recipe's run, and each step's exit status."""
+    infer = [dict(zip(("model", "precision", "latency_ms", "peak_mb", "gflops"), m.groups())) for m in re.finditer(
+        r"^  (\w+)\s+(fp32|bf16|fp16)\s+([\d.]+) ms\s+(\d+) MB\s+([\d.]+) GFLOP/s$", text, re.M)]
+    train = [dict(zip(("model", "batch", "plain", "seglab", "ratio"), m.groups())) for m in re.finditer(
+        r"^  (\w+)\s+batch (\d+)\s+plain fp32\s+([\d.]+) img/s\s+seglab .+?\s([\d.]+) img/s\s+x([\d.]+)",
+        text, re.M)]
+    steps = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in re.finditer(r"^=== (\w+) rc=(\d+) (\d+)s", text,
+                                                                                  re.M)}
+    recipe = text.split("=== recipe_train", 1)[-1].split("\n===", 1)[0] if "=== recipe_train" in text else ""
+    best = re.search(r"best mIoU ([\d.]+) at epoch (\d+)", recipe)
+    other = re.search(r"other-seed val mIoU ([\d.]+) classes>0 (\d+)", text)
+    epochs = re.findall(r"^epoch (\d+):", recipe, re.M)
+    return {"machine": (re.search(r"^# machine: (.+)$", text, re.M) or [None, "?"])[1],
+            "title": text.splitlines()[0].lstrip("# ").split(":", 1)[0].strip(),
+            "peaks": re.findall(r"^matmul peak \(GFLOP/s\): (.+)$", text, re.M),
+            "infer": infer, "train": train, "steps": steps,
+            "train_batches": (re.search(r"batch \[([\d, ]+)\]", text) or [None, ""])[1],
+            "recipe": {"epochs": len(epochs), "seconds": steps.get("recipe_train", (0, 0))[1],
+                       "best": best and best.group(1), "best_epoch": best and best.group(2),
+                       "other_val": other and other.group(1), "other_classes": other and other.group(2)}}
+
+
+def _gpu_section(path: Path) -> list[str]:
+    """One measurement log as Markdown: what ran, the figures, and what is missing."""
+    from benchmarks.bench_infer import OLDER_GPU_FIGURES
+
+    OLDER_GPU_FIGURES = dict(OLDER_GPU_FIGURES)  # noqa: N806 (each model's older figure is shown once, on its first row)
+    log = parse_gpu_log(path.read_text())
+    lines = [f"### {path.name}", "", f"{log['title']}. Machine: {log['machine']}. Source: "
+             f"[`benchmarks/measurements/{path.name}`](../benchmarks/measurements/{path.name}).", ""]
+    if log["peaks"]:
+        lines += [f"Dense matmul peak (GFLOP/s), the ceiling of each precision: {log['peaks'][0]}.", ""]
+    recipe = log["recipe"]
+    if recipe["best"]:
+        lines += ["**Demo preset** (`minicity_demo`, the recipe of notebook 07): "
+                  f"{recipe['epochs']} epochs in {recipe['seconds']} s (the whole step, start-up included), best val mIoU "
+                  f"{recipe['best']} (epoch {recipe['best_epoch']})" + (f"; on val frames generated with another "
+                  f"seed mIoU {float(recipe['other_val']):.4f} with {recipe['other_classes']}/19 classes above IoU 0"
+                  if recipe["other_val"] else "") + ".", ""]
+    if log["infer"]:
+        lines += ["**Inference** at 1024x2048, batch 1 (`bench_infer.py`): median latency and peak allocated memory.",
+                  "", "| model | precision | latency | peak memory | achieved GFLOP/s | older repositories |",
+                  "| --- | --- | ---: | ---: | ---: | --- |"]
+        for row in log["infer"]:
+            older = OLDER_GPU_FIGURES.pop(row["model"], None) if row["model"] in OLDER_GPU_FIGURES else None
+            memory = f"{int(row['peak_mb']):,} MB" if row["precision"] != "fp32" else "see note"
+            lines.append(f"| `{row['model']}` | {row['precision']} | {row['latency_ms']} ms | {memory} | "
+                         f"{float(row['gflops']):,.0f} | {f'{older[0]} s, {older[1]} GB' if older else ''} |")
+        rc, seconds = log["steps"].get("bench_infer", (0, 0))
+        lines += ["", "Note: the fp32 peaks this run printed (tens of GB) are those of cuDNN's algorithm search, "
+                  "not of the model: the counter was reset before the warm-up. They are left out until "
+                  "`make bench-gpu` measures again with the corrected counter. The older repositories' figures are "
+                  "latency including file I/O and memory from `nvidia-smi`, as they reported them."]
+        if rc:
+            lines.append(f"This step stopped at its time limit after {seconds} s (exit status {rc}), so the other "
+                         "models of `bench_infer.py` are missing: `make bench-gpu` measures them.")
+        lines.append("")
+    if log["train"]:
+        lines += ["**Training throughput** (`bench_train.py`, crop 256x512): the plain fp32 loop against seglab's "
+                  "trainer in bf16 + channels_last.", "", "| model | batch | plain fp32 | seglab | ratio |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| `{r['model']}` | {r['batch']} | {r['plain']} img/s | {r['seglab']} img/s | **{r['ratio']}×** |"
+                  for r in log["train"]]
+        rc, seconds = log["steps"].get("bench_train", (0, 0))
+        models = list(dict.fromkeys(r["model"] for r in log["train"]))
+        batches = [b.strip() for b in log["train_batches"].split(",") if b.strip()]
+        missing = [f"{m} batch {b}" for b in batches for m in models
+                   if not any(r["model"] == m and r["batch"] == b for r in log["train"])]
+        if rc or missing:
+            lines += ["", f"This step stopped at its time limit after {seconds} s (exit status {rc}); missing rows: "
+                      f"{', '.join(missing) or 'none listed'} (`make bench-gpu` measures them)."]
+        lines.append("")
+    return lines
+
+
+def performance_markdown(out: Path, measurements: Path = MEASUREMENTS) -> str:
+    """docs/performance.md: every benchmark figure of the project, each with its machine and date."""
+    import pandas as pd
+
+    path = out / "ratios.csv"
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=RATIO_COLUMNS)
+    lines = ["# Performance", "",
+             "<!-- generated by benchmarks/common.py from outputs/benchmarks/ratios.csv and benchmarks/measurements/;"
+             " `make bench` and `make bench-gpu` rewrite it -->", "",
+             "Every benchmark figure of the project is on this page, and only here: README, the other pages and "
+             "the notebooks link to it. A benchmark times seglab side by side with a peer on the same machine "
+             "(alternating, best or median of several runs) and reports the **ratio**; absolute times depend on the "
+             "machine and on its load, which each row names.", "",
+             "## seglab against its peers (`make bench`, `make bench-gpu`)", ""]
+    if len(table):
+        lines += _ratio_table(table)
+    measured = set(table["benchmark"].str.split("-").str[0]) if len(table) else set()
+    missing = [name for name in _bench_scripts() if name not in measured]
+    if missing:
+        lines += [("No figures of " if len(table) == 0 else "Missing here: ") + ", ".join(f"`{m}`" for m in missing)
+                  + " (this checkout's `outputs/benchmarks/ratios.csv` has no rows for them). `make bench` measures "
+                  "them all on this machine's CPU (about 90 minutes on 2 cores), or one at a time: "
+                  + ", ".join(f"`python benchmarks/bench_{m}.py --out outputs/benchmarks`" for m in missing)
+                  + "; then `python benchmarks/common.py` rewrites this page.", ""]
+    logs = sorted(measurements.glob("*.txt")) if measurements.is_dir() else []
+    lines += ["## Measurement logs", "",
+              "Runs on machines a checkout does not have (a GPU), kept as their full logs in "
+              "`benchmarks/measurements/` and read from there. `make bench-gpu` adds this machine's GPU rows to "
+              "the table above.", ""]
+    for log in logs:
+        lines += _gpu_section(log)
+    if not logs:
+        lines += ["No measurement logs.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Print the benchmarks' ratios as a Markdown table")
+    parser = argparse.ArgumentParser(description="Write the benchmarks' ratios as Markdown: <out>/summary.md and "
+                                                 "docs/performance.md")
     parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--page", type=Path, default=PERFORMANCE_PAGE, help="the performance page to write")
     args = parser.parse_args()
-    text = summary_markdown(args.out)
-    atomic_write(args.out / "summary.md", lambda tmp: Path(tmp).write_text(text))
-    print(text, end="")
+    if (args.out / "ratios.csv").is_file():
+        text = summary_markdown(args.out)
+        atomic_write(args.out / "summary.md", lambda tmp: Path(tmp).write_text(text))
+    page = performance_markdown(args.out)
+    atomic_write(args.page, lambda tmp: Path(tmp).write_text(page))
+    print(f"wrote {args.page}")
 
 
 if __name__ == "__main__":
