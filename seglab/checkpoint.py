@@ -70,6 +70,9 @@ class Checkpoint:
         path = Path(path)
         if not path.is_file():
             raise SeglabError(f"checkpoint {path} not found; train one with `python -m seglab train` or check the path")
+        if not _looks_like_torch_save(path):
+            raise SeglabError(f"{path} is not a checkpoint (not a file torch.save wrote); pass the best.pt or last.pt "
+                              "a training run wrote")
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
@@ -78,7 +81,7 @@ class Checkpoint:
                                   "for safety (seglab loads with weights_only=True): use a checkpoint from a source you trust"
                                   ) from None
             raise SeglabError(f"checkpoint {path} is corrupt; use the run's other checkpoint or train again") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError):
             raise SeglabError(f"checkpoint {path} is truncated or corrupt; use the run's other checkpoint "
                               "(last.pt / best.pt) or train again") from None
         if not isinstance(state, dict) or "format_version" not in state or "model" not in state:
@@ -90,6 +93,13 @@ class Checkpoint:
         if state["format_version"] == 1:
             state = _from_format_1(state)
         return cls(**state)
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """True when ``path`` starts like a torch.save file: a zip archive, or a legacy pickle (protocol byte 0x80)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _from_format_1(state: dict) -> dict:

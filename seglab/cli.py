@@ -237,21 +237,34 @@ def _add_model_source(p: argparse.ArgumentParser) -> None:
                                         "--model-options weights=DEFAULT (see `python -m seglab models`)")
     p.add_argument("--model-options", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="options of --model, repeatable")
-    p.add_argument("--dataset", choices=DATASETS, default="voc", help="the classes of --model (default: %(default)s)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="the classes of --model (default: voc); a checkpoint knows its own")
+
+
+def _dataset(args: argparse.Namespace) -> str:
+    """The label set of the model the arguments name: --dataset for a registry --model (voc when not given)."""
+    return args.dataset or "voc"
 
 
 def _model_source(args: argparse.Namespace):
-    """The checkpoint path, or a checkpoint record of the registry model the arguments name."""
+    """The checkpoint record the arguments name: a checkpoint file, or a registry model (built last, as it may
+    download weights)."""
+    from seglab.checkpoint import Checkpoint
+
     if args.checkpoint is not None:
         if args.model_options:
             raise SeglabError("--model-options goes with --model; a checkpoint already holds its model's options")
-        return args.checkpoint
-    from seglab.checkpoint import Checkpoint
+        record = Checkpoint.load(args.checkpoint)
+        if args.dataset is not None and args.dataset != record.dataset:
+            raise SeglabError(f"this checkpoint was trained on {record.dataset} ({len(record.class_names)} classes), "
+                              f"not {args.dataset}; drop --dataset (a checkpoint knows its classes) or use a "
+                              f"checkpoint trained on {args.dataset}")
+        return record
     from seglab.labels import get_label_set
     from seglab.models import build_model
 
-    model = build_model(args.model, get_label_set(args.dataset).num_classes, **dict(args.model_options))
-    return Checkpoint.from_model(model, args.dataset)
+    model = build_model(args.model, get_label_set(_dataset(args)).num_classes, **dict(args.model_options))
+    return Checkpoint.from_model(model, _dataset(args))
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -279,28 +292,35 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from seglab.infer import evaluate_checkpoint
+    from seglab.data import build_dataset
+    from seglab.infer import check_data_matches, evaluate_checkpoint
 
+    if args.model is not None:  # the data first: a registry model may download its weights
+        check_data_matches(_dataset(args), args.data)
+        build_dataset(_dataset(args), args.data, args.split, labels=args.labels)
     report = evaluate_checkpoint(_model_source(args), args.data, split=args.split, labels=args.labels,
                                  export_dir=args.export, json_path=args.json, device=args.device,
                                  precision=args.precision, flip=args.flip, window=args.window, scales=args.scales,
                                  workers=args.workers)
     print(report.text())
+    if args.json:
+        print(f"metrics JSON: {args.json}")
 
 
 # ----------------------------------------------------------------------------------------------------- predict
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment a folder of your own images (label PNGs + colour overlays)")
     _add_inference_options(p)
-    p.add_argument("--images", required=True, help="folder of .jpg/.png images (searched recursively)")
+    p.add_argument("--images", required=True, help="folder of .jpg/.png images (searched recursively), or one image")
     p.add_argument("--out", type=_output_folder, required=True, help="output folder")
     p.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity, 0 to 1")
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from seglab.infer import predict_checkpoint
+    from seglab.infer import list_images, predict_checkpoint
 
+    list_images(args.images)  # the images first: a registry model may download its weights
     result = predict_checkpoint(_model_source(args), args.images, args.out, device=args.device,
                                 precision=args.precision, flip=args.flip, window=args.window, scales=args.scales,
                                 alpha=args.alpha)
@@ -322,13 +342,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from seglab.checkpoint import model_from_checkpoint
-    from seglab.onnx_export import compare_with_pytorch, export_onnx
+    from seglab.onnx_export import check_onnx, export_onnx
 
     model, _ = model_from_checkpoint(_model_source(args))
     path = export_onnx(model, args.out, args.height, args.width)
-    agreement = compare_with_pytorch(model, path)
-    print(f"wrote {path} (input 1x3x{args.height}x{args.width}); onnxruntime and PyTorch fp32 give the same class "
-          f"on {agreement:.4%} of the pixels of a random image")
+    check = check_onnx(model, path)
+    print(f"wrote {path} (input 1x3x{args.height}x{args.width}); on a random image onnxruntime's logits are within "
+          f"{check.max_difference:.1e} (relative) of PyTorch fp32's, the same class on {check.agreement:.4%} of the "
+          f"pixels ({check.classes} classes predicted)")
 
 
 # ----------------------------------------------------------------------------------------------------- profile
@@ -350,12 +371,19 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     from seglab.files import atomic_write
     from seglab.profiling import profile_models
 
+    from seglab.models import model_options
+
     names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if not names:
+        raise SeglabError(f"--models needs comma-separated model names, got {args.models!r}")
+    for name in names:  # every name before any profiling
+        model_options(name)  # a one-line error for an unknown name
     table = profile_models(names, num_classes=args.num_classes, height=args.height, width=args.width,
                            device=args.device, precision=args.precision, warmup=args.warmup, runs=args.runs)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.out:
         atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"table: {args.out}")
 
 
 # ------------------------------------------------------------------------------------------------------ models

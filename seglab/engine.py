@@ -38,7 +38,19 @@ from seglab.viz import triptych
 
 
 
+# Validation image panels go to TensorBoard at this many epochs (the first, the last, evenly between): one set per
+# epoch made a 40-epoch demo run's event file 37 MB.
+PANEL_EPOCHS = 5
+
+
 # ------------------------------------------------------------------------------------------------ pieces
+def panel_epochs(epochs: int, count: int = PANEL_EPOCHS) -> set[int]:
+    """The epochs whose validation predictions TensorBoard shows: ``count`` of them, first and last included."""
+    if epochs <= count:
+        return set(range(1, epochs + 1))
+    return {1 + round(index * (epochs - 1) / (count - 1)) for index in range(count)}
+
+
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
     """Per-step LR factor: linear warm-up, then poly (power 0.9) or cosine decay to zero."""
     def factor(step: int) -> float:
@@ -115,7 +127,12 @@ class _TerminateAsInterrupt:
 
 # ------------------------------------------------------------------------------------------------ the trainer
 class Trainer:
-    """Holds a run's model, data, optimiser and history; ``run()`` trains the remaining epochs."""
+    """Holds a run's model, data, optimiser and history; ``run()`` trains the remaining epochs.
+
+    The host reads the loss every ``read_every`` steps (progress bar, TensorBoard, the non-finite check), not after
+    each step, so a GPU is never left waiting for Python between steps; set it to 1 to read every step."""
+
+    read_every: int = 10
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
         config.check()
@@ -137,6 +154,8 @@ class Trainer:
         self.model = model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.train_model = DistributedDataParallel(model, device_ids=device_ids) if self.dist.enabled else model
+        if getattr(config, "compile", False):  # TrainConfig.compile: kernels fused once, then reused every step
+            self.train_model = torch.compile(self.train_model)
 
         weights = None
         if config.class_weights != "none":
@@ -213,28 +232,49 @@ class Trainer:
         # again in __iter__, starting a second set of workers that prefetch for nothing and are never shut down.
         bar = tqdm(iter(self._loader(epoch)), total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.config.progress and self.dist.is_main), leave=False)
+        unread: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on the device, lr) not yet read on the host
         for step, (images, targets) in enumerate(bar):
             lr = self.optimizer.param_groups[0]["lr"]
             loss = self.train_step(images, targets, epoch, step)
             total += torch.stack([loss, torch.ones((), device=self.device)])
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if self.log:
-                self.log.step((epoch - 1) * self.steps_per_epoch + step + 1, loss.item(), lr)
+            unread.append((step, loss, lr))
+            if len(unread) == self.read_every or step + 1 == self.steps_per_epoch:
+                self._read_losses(unread, epoch, bar)
+                unread = []
         if self.dist.enabled:
             dist.all_reduce(total)
         return float(total[0] / total[1].clamp(min=1))
 
+    def _read_losses(self, unread: list[tuple[int, torch.Tensor, float]], epoch: int, bar) -> None:
+        """Copy the last steps' losses to the host at once: stop on a non-finite one (on every process), then show
+        and log them."""
+        losses = torch.stack([loss for _, loss, _ in unread]).float()
+        bad = (~torch.isfinite(losses)).any().float()
+        if self.dist.enabled:
+            dist.all_reduce(bad)
+        values = losses.tolist()
+        if bad.item():
+            step, value = next(((s, v) for (s, _, _), v in zip(unread, values) if not math.isfinite(v)),
+                               (unread[0][0], float("nan")))  # another process's loss, when none of ours
+            raise SeglabError(f"loss became {value} at epoch {epoch}, step {step}; stopped, and the last good "
+                              f"checkpoint {self.out / 'last.pt'} is kept; lower --lr or use --precision fp32")
+        bar.set_postfix(loss=f"{values[-1]:.3f}")
+        if self.log:
+            for (step, _, lr), value in zip(unread, values):
+                self.log.step((epoch - 1) * self.steps_per_epoch + step + 1, value, lr)
+
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int = 0, step: int = 0) -> torch.Tensor:
         """One optimisation step on a batch (autocast, channels_last, loss scaling, clipping, LR schedule).
 
-        Returns the detached loss; ``epoch`` and ``step`` only name the place in the error raised on a non-finite loss.
+        Returns the detached loss, still on the device: nothing here waits for the GPU (``train_one_epoch`` reads the
+        losses every ``read_every`` steps and stops on a non-finite one). ``epoch`` and ``step`` are kept for callers
+        that name the place of a step.
         """
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
         with autocast(self.device, self.precision):
             logits = self.train_model(images)
         loss = self.criterion(logits, targets)
-        self._stop_if_not_finite(loss, epoch, step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.grad_clip:
@@ -244,14 +284,6 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return loss.detach()
-
-    def _stop_if_not_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        bad = (~torch.isfinite(loss.detach())).float()
-        if self.dist.enabled:
-            dist.all_reduce(bad)
-        if bad.item():
-            raise SeglabError(f"loss became {loss.item()} at epoch {epoch}, step {step}; stopped, and the last good "
-                              f"checkpoint {self.out / 'last.pt'} is kept; lower --lr or use --precision fp32")
 
     def validate(self) -> tuple[dict, float]:
         """Metrics summary and mean loss on the validation split, merged across processes."""
@@ -283,15 +315,28 @@ class Trainer:
             panels.append(triptych(denormalize(image), target, prediction, self.label_set))
         return panels
 
-    def _save(self, name: str, epoch: int) -> None:
+    def _save(self, name: str, epoch: int, resumable: bool = True) -> None:
+        """A checkpoint of the model; ``resumable`` adds the optimiser, schedule and scaler state (last.pt), which
+        inference does not need (best.pt)."""
+        state = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                     scaler=self.scaler.state_dict()) if resumable else {}
         Checkpoint(spec=unwrap(self.model).seglab_spec, class_names=self.class_names, config=self.config.to_dict(),
-                   model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
-                   scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
-                   history=self.history, best_miou=self.best_miou).save(self.out / name)
+                   model=unwrap(self.model).state_dict(), epoch=epoch, history=self.history,
+                   best_miou=self.best_miou, **state).save(self.out / name)
+
+    def describe(self) -> str:
+        """The start-up line: what trains where, in which precision, on how much data."""
+        processes = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
+        start = f"resuming at epoch {self.start_epoch} of {self.config.epochs}" if self.start_epoch > 1 else \
+            f"{self.config.epochs} epoch(s)"
+        return (f"training {self.config.model} on {self.device}{processes} in {self.precision}: "
+                f"{len(self.train_set)} training and {len(self.val_set)} validation images, {self.steps_per_epoch} "
+                f"steps per epoch of batch {self.config.batch_size}, {start}; run folder {self.out}")
 
     def run(self) -> pd.DataFrame:
         """Train the remaining epochs; rank 0 writes history.csv, last.pt and best.pt after every epoch."""
         if self.dist.is_main:
+            print(self.describe(), flush=True)
             self.out.mkdir(parents=True, exist_ok=True)
             _write_json(self.out / "config.json", self.config.to_dict())
         if self.config.tensorboard and self.dist.is_main:
@@ -320,10 +365,11 @@ class Trainer:
         epoch = row["epoch"]
         self._save("last.pt", epoch)
         if improved:
-            self._save("best.pt", epoch)
+            self._save("best.pt", epoch, resumable=False)
         _write_history(self.out / "history.csv", self.history)
         if self.log:
-            self.log.epoch(epoch * self.steps_per_epoch, row, per_class_iou, self.example_predictions())
+            panels = self.example_predictions() if epoch in panel_epochs(self.config.epochs) else []
+            self.log.epoch(epoch * self.steps_per_epoch, row, per_class_iou, panels)
         print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
               f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
               f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)

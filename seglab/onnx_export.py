@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,34 @@ def onnx_logits(session, images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(logits)
 
 
+@dataclass
+class OnnxCheck:
+    """How an exported file's logits compare with PyTorch fp32 on one random image."""
+
+    agreement: float  # share of pixels where the two predict the same class
+    max_difference: float  # largest |logit difference|, relative to the largest |PyTorch logit|
+    classes: int  # distinct classes PyTorch predicts on the image (1 says little about the agreement)
+
+
 @torch.inference_mode()
-def compare_with_pytorch(model: nn.Module, path: str | Path, seed: int = 0) -> float:
-    """Share of pixels of a random input where onnxruntime and PyTorch fp32 predict the same class."""
+def check_onnx(model: nn.Module, path: str | Path, seed: int = 0, tolerance: float = 1e-3) -> OnnxCheck:
+    """Run ``path`` in onnxruntime and ``model`` in PyTorch fp32 on a random image; a one-line SeglabError when their
+    logits differ by more than ``tolerance`` (relative to the logits' magnitude)."""
     session = onnx_session(path)
     shape = session.get_inputs()[0].shape
     images = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    reference = model.float().cpu().eval()(images).argmax(1)
-    return float((onnx_logits(session, images).argmax(1) == reference).float().mean())
+    reference = model.float().cpu().eval()(images)
+    logits = onnx_logits(session, images)
+    if logits.shape != reference.shape:
+        raise SeglabError(f"{path} gives logits of shape {tuple(logits.shape)}, PyTorch {tuple(reference.shape)}; "
+                          "it was exported from another model")
+    difference = float((logits - reference).abs().max() / reference.abs().max().clamp(min=1e-12))
+    check = OnnxCheck(agreement=float((logits.argmax(1) == reference.argmax(1)).float().mean()),
+                      max_difference=difference, classes=len(reference.argmax(1).unique()))
+    if not difference <= tolerance:
+        raise SeglabError(f"{path} does not compute what the PyTorch model does (logits differ by {difference:.2%} of "
+                          f"their size, same class on {check.agreement:.2%} of the pixels); export it again")
+    return check
 
 
 def onnx_latency_ms(path: str | Path, warmup: int = 2, runs: int = 5) -> float:

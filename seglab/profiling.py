@@ -1,9 +1,11 @@
 """Latency, peak memory and FLOPs of a model at a given input size, measured properly on CPU and CUDA.
 
 Latency: warm-up runs first, then the median of several timed runs of the forward pass alone (no file I/O, no
-pre/post-processing), with CUDA synchronised before reading the clock. Memory: peak allocated bytes on CUDA; on CPU
-the peak resident set size of a fresh child process that builds the model and runs it, minus the same process's
-resident size before the first forward (so imports and the interpreter do not count).
+pre/post-processing), with CUDA synchronised before reading the clock. Memory: on CUDA the peak allocated bytes of
+the timed runs only: the counter is reset after the warm-up, where cuDNN's autotuner (benchmark mode) tries
+algorithms with workspaces far larger than the model needs (that peak is reported separately); on CPU the peak
+resident set size of a fresh child process that builds the model and runs it, minus the same process's resident size
+before the first forward (so imports and the interpreter do not count).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 from pathlib import Path
 
 import torch
@@ -64,6 +67,45 @@ def time_forward(model: torch.nn.Module, inputs: torch.Tensor, precision: str, w
     return times
 
 
+class MemorySource(Protocol):
+    """Where allocated bytes are read: ``allocated()`` now, ``peak()`` since the last ``reset_peak()``."""
+
+    def allocated(self) -> int: ...
+    def peak(self) -> int: ...
+    def reset_peak(self) -> None: ...
+
+
+class CudaMemory:
+    """The CUDA caching allocator's counters of one device (tensors only: cached, unused blocks do not count)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def allocated(self) -> int:
+        return torch.cuda.memory_allocated(self.device)
+
+    def peak(self) -> int:
+        return torch.cuda.max_memory_allocated(self.device)
+
+    def reset_peak(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+
+def time_forward_with_memory(model: torch.nn.Module, inputs: torch.Tensor, precision: str, memory: MemorySource,
+                             warmup: int = 2, runs: int = 5) -> tuple[list[float], int, int]:
+    """``time_forward`` with the peak bytes above the starting allocation: (times, peak of the timed runs, peak of
+    the warm-up). The peak counter is reset between the two, so kernel autotuning in the warm-up does not count."""
+    memory.reset_peak()
+    before = memory.allocated()
+    time_forward(model, inputs, precision, warmup, runs=0)
+    warmup_peak = memory.peak() - before
+    synchronize(inputs.device)
+    memory.reset_peak()
+    before = memory.allocated()
+    times = time_forward(model, inputs, precision, warmup=0, runs=runs)
+    return times, max(0, memory.peak() - before), max(0, warmup_peak)
+
+
 def _rss_bytes() -> int:
     """Current resident set size of this process (Linux /proc; falls back to the peak on other systems)."""
     try:
@@ -97,18 +139,15 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     inputs = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=memory_format)
+    warmup_peak = cpu_ms = None
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
-    else:
+        times, peak, warmup_peak = time_forward_with_memory(model, inputs, precision, CudaMemory(device), warmup, runs)
+    else:  # the process's peak resident size over warm-up and timed runs (no autotuning on CPU)
         baseline = _rss_bytes()
-    time_forward(model, inputs, precision, warmup, runs=0)
-    cpu_start = time.process_time()
-    times = time_forward(model, inputs, precision, warmup=0, runs=runs)
-    cpu_ms = (time.process_time() - cpu_start) / runs * 1e3
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) - baseline
-    else:
+        time_forward(model, inputs, precision, warmup, runs=0)
+        cpu_start = time.process_time()
+        times = time_forward(model, inputs, precision, warmup=0, runs=runs)
+        cpu_ms = (time.process_time() - cpu_start) / runs * 1e3
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
     median = statistics.median(times)
     return {
@@ -117,15 +156,19 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
         "latency_ms": median * 1e3, "latency_min_ms": min(times) * 1e3,
         # CPU time of all threads per forward: on a shared machine hardly changed by other processes' load (as long
         # as idle OpenMP threads sleep rather than spin, OMP_WAIT_POLICY=PASSIVE), unlike the wall-clock latency
-        "cpu_ms": cpu_ms if device.type == "cpu" else None,
+        "cpu_ms": cpu_ms,
         "achieved_gflops_per_s": None if total_flops is None else total_flops / 1e9 / median,
         "peak_memory_mb": max(0, peak) / 2**20, "runs": runs,
+        # CUDA: the warm-up's peak, cuDNN's autotuner trying kernels with large workspaces included
+        "warmup_peak_memory_mb": None if warmup_peak is None else warmup_peak / 2**20,
     }
 
 
 def _child(queue, kwargs) -> None:
     try:
         queue.put(("ok", _measure(**kwargs)))
+    except SeglabError as exc:  # already a user-facing line
+        queue.put(("error", str(exc)))
     except BaseException as exc:  # reported to the parent, which raises it as a clear error
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -164,6 +207,11 @@ def profile_models(names: Sequence[str], **kwargs) -> "pd.DataFrame":
     """``profile_model`` for each name, as a table (one row per model)."""
     import pandas as pd
 
+    if kwargs.get("builder") is None:
+        from seglab.models import model_options
+
+        for name in names:  # every name is checked before the first (slow) measurement
+            model_options(name)
     return pd.DataFrame([profile_model(name, **kwargs) for name in names])
 
 
