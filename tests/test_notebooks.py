@@ -50,7 +50,8 @@ TINY: dict[str, dict] = {
     "10": {"models": ["unet", "ddunet"], "height": 64, "width": 128, "warmup": 0, "runs": 1, "demo_size": [64, 128],
            "demo_runs": 2, "runtime_models": ["unet"], "runtime_size": [32, 64]},
     "11": {"data_root": "@minicity", "checkpoints": ["@checkpoint", "@missing"], "figure_images": 2},
-    "12": {"data_root": "@minivoc", "crop": [32, 48], "sample_images": 2, "model_options": VOC_OPTIONS, **TINY_TRAIN},
+    "12": {"data_root": "@minivoc", "sample_images": 2, "model_options": VOC_OPTIONS,
+           "overrides": {"crop": [32, 48], **TINY_TRAIN}},
 }
 
 
@@ -176,6 +177,8 @@ def check_08(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["images"] == 3 and results["export_files"] == 3 and Path(results["export_zip"]).is_file()
     assert 0 <= results["miou"] <= results["mdice"] <= 1
     assert results["official_miou"] == pytest.approx(results["miou"], abs=1e-6)  # cityscapesscripts agrees
+    assert results["bincount_matches_library"] is True and results["metrics_match_library"] is True
+    assert results["bincount_miou"] == pytest.approx(results["official_miou"], abs=1e-6)  # the one-bincount version
     assert set(results["tta"]) == {"whole image", "sliding window", "flip", "scales [0.5, 1.0] + flip"}
     assert all(0 <= value <= 1 for value in results["tta"].values())
     assert set(results["category_iou"]) == {"flat", "construction", "object", "nature", "sky", "human", "vehicle"}
@@ -222,7 +225,11 @@ def check_12(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["train_source"] == type(train).__name__ == "SBDSegmentation"
     assert results["train_images"] == len(train) and results["val_images"] == len(val) > 0
     assert results["val_excluded"] == len(val_all) - len(val) > 0  # VOC val images in SBD train are left out
-    assert set(results["models"]) == {"unet_vgg13", "fcn8s"}
+    assert set(results["models"]) == {"unet_vgg13", "fcn8s"} and results["preset"] == "minivoc_demo"
+    fcn = build_model("fcn8s", 21, **VOC_OPTIONS["fcn8s"])
+    assert results["fc6_param_share"] == pytest.approx(fcn.fc[0].weight.numel() / n_params("fcn8s", 21))
+    labels = np.concatenate([val.load_pair(i)[1].ravel() for i in range(len(val))])  # background-only baseline
+    assert results["background_only"]["pixel_accuracy"] == pytest.approx(np.mean(labels[labels != 255] == 0))
     for name, entry in results["models"].items():
         assert entry["epochs"] == 1 and 0 <= entry["miou"] <= 1 and 0 <= entry["pixel_accuracy"] <= 1
         assert entry["params"] == n_params(name, 21, **VOC_OPTIONS[name])
