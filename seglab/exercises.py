@@ -31,12 +31,14 @@ def _same(given: Any, right: Any, rel: float) -> bool:
     return given == right
 
 
-def check(exercise: str, given: Any, rel: float = 0.01) -> bool:
-    """Print whether ``given`` answers ``exercise`` (numbers within ``rel``), with a hint when it does not."""
+def check(exercise: str, given: Any, *inputs: Any, rel: float = 0.01) -> bool:
+    """Print whether ``given`` answers ``exercise`` (numbers within ``rel``), with a hint when it does not.
+
+    ``inputs`` are what the answer depends on when it is not fixed (e.g. the confusion matrix of your model)."""
     if exercise not in ANSWERS:
         raise SeglabError(f"no answer check for exercise {exercise!r}; checks exist for {', '.join(sorted(ANSWERS))}")
     compute, hint = ANSWERS[exercise]
-    right = _same(given, compute(), rel)
+    right = _same(given, compute(*inputs), rel)
     print(f"exercise {exercise}: " + ("right." if right else f"not yet. Hint: {hint}"))
     return right
 
@@ -46,11 +48,49 @@ def check(exercise: str, given: Any, rel: float = 0.01) -> bool:
 # --- 01 ---------------------------------------------------------------------------------------------------------
 # --- 02 ---------------------------------------------------------------------------------------------------------
 # --- 03 ---------------------------------------------------------------------------------------------------------
+def _meta_model(name: str, **options: Any) -> Any:
+    """Model ``name`` with ``options`` and Cityscapes' 19 classes, on the meta device (shapes only, no memory)."""
+    import torch
+
+    from seglab.models import build_model
+
+    with torch.device("meta"):
+        return build_model(name, 19, **options)
+
+
+def _parameters(name: str, **options: Any) -> int:
+    from seglab.models import count_parameters
+
+    return count_parameters(_meta_model(name, **options))
+
+
+@answer("03.1", hint="per level, the 2x2 transposed conv (4*c_in*c_out weights + c_out biases) becomes a 1x1 conv "
+                     "(c_in*c_out) and a BatchNorm (2*c_out); count_parameters(MyUNet(19)) after the change")
+def unet_bilinear_parameters() -> int:
+    return _parameters("unet", upsample="bilinear")
+
+
+@answer("03.2", hint="only the first 3x3 conv of each decoder block changes, from 2c to c input channels: "
+                     "9*c*c fewer weights per level (c = 128, 64, 32, 16)")
+def unet_skip_weights() -> int:
+    first_convs = [block[0][0] for block in _meta_model("unet").decoder.blocks]
+    return sum(conv.weight[:, : conv.in_channels // 2].numel() for conv in first_convs)  # the weights on the skip
+
+
 # --- 04 ---------------------------------------------------------------------------------------------------------
 # --- 05 ---------------------------------------------------------------------------------------------------------
 # --- 06 ---------------------------------------------------------------------------------------------------------
 # --- 07 ---------------------------------------------------------------------------------------------------------
 # --- 08 ---------------------------------------------------------------------------------------------------------
+@answer("08.1", hint="normalise each row of M by its sum, zero the diagonal, and divmod the argmax by K")
+def _most_confused_pair(matrix) -> list[int]:
+    import torch
+
+    m = torch.as_tensor(matrix).double()
+    rates = (m / m.sum(dim=1, keepdim=True).clamp(min=1)).fill_diagonal_(0)
+    return list(divmod(int(rates.argmax()), m.shape[0]))
+
+
 # --- 09 ---------------------------------------------------------------------------------------------------------
 # --- 10 ---------------------------------------------------------------------------------------------------------
 # --- 11 ---------------------------------------------------------------------------------------------------------

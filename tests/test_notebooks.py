@@ -34,12 +34,13 @@ VOC_OPTIONS = {"unet_vgg13": {}, "fcn8s": {"backbone": "vgg11_bn"}}
 
 # Tiny parameters per notebook number. "@minicity", "@minivoc", "@checkpoint" and "@scratch" (a temporary folder)
 # are replaced by the fixtures' paths; out_dir always points into the test's temporary folder.
-ARCH = {"data_root": "@minicity", "crop": [64, 128], "trace_size": [64, 128], "erf_size": 63, **TINY_TRAIN}
+ARCH = {"data_root": "@minicity", "trace_size": [64, 128], "erf_size": 63,
+        "overrides": {**TINY_TRAIN, "crop": [64, 128]}}
 TINY: dict[str, dict] = {
     "00": {"data_root": "@minicity", "crop": [64, 128], **TINY_TRAIN},
     "01": {"data_root": "@minicity", "masks_dir": "@scratch/generated_gt", "workers": 1},
     "02": {"data_root": "@minicity", "voc_root": "@minivoc", "crop": [64, 128], "augmentations": 2},
-    "03": {**ARCH, "run_name": "unet_brief"},
+    "03": ARCH,
     "04": ARCH,
     "05": ARCH,
     "06": ARCH,
@@ -47,8 +48,8 @@ TINY: dict[str, dict] = {
     "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "scales": [0.5, 1.0],
            "workers": 0},
     "09": {"data_root": "@minicity", "checkpoint": "@checkpoint", "frames": 2, "fps": 4.0, "own_count": 1},
-    "10": {"models": ["unet", "ddunet"], "height": 64, "width": 128, "warmup": 0, "runs": 1, "demo_size": [64, 128],
-           "demo_runs": 2, "runtime_models": ["unet"], "runtime_size": [32, 64]},
+    "10": {"models": ["unet", "ddunet"], "size": [64, 128], "warmup": 0, "runs": 1, "demo_size": [64, 128],
+           "runtime_models": ["unet"], "runtime_size": [32, 64]},
     "11": {"data_root": "@minicity", "checkpoints": ["@checkpoint", "@missing"], "figure_images": 2},
     "12": {"data_root": "@minivoc", "sample_images": 2, "model_options": VOC_OPTIONS,
            "overrides": {"crop": [32, 48], **TINY_TRAIN}},
@@ -141,10 +142,18 @@ def check_02(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert sum(results["class_share"].values()) == pytest.approx(1.0)
 
 
+def check_library_match(results: dict, name: str) -> None:
+    """The model the notebook wrote has the library's parameter count and output (checked in the notebook)."""
+    assert results["params_match"] is True and results["matches_library"] is True, name
+
+
 def check_03(results: dict, out: Path, paths: dict[str, str]) -> None:
     check_trained(results, "03")
+    check_library_match(results, "03")
     assert results["params"] == n_params("unet") and results["output_shape"] == [1, 19, 64, 128]
-    assert Path(results["run_dir"]).name == "unet_brief"
+    assert Path(results["run_dir"]).name == "unet_brief" and results["steps_per_epoch"] == TINY_TRAIN["max_steps"]
+    # the notebook's layer arithmetic agrees with the gradient it measures (support centred: one pixel of slack)
+    assert abs(results["theoretical_field"]["depth 2"] - results["erf"]["depth 2"]["support"]) <= 1
 
 
 def check_04(results: dict, out: Path, paths: dict[str, str]) -> None:
@@ -203,6 +212,9 @@ def check_10(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["latency_ms"] == pytest.approx(dict(zip(table["model"], table["latency_ms"])))
     assert results["peak_memory_mb"] == pytest.approx(dict(zip(table["model"], table["peak_memory_mb"])))
     assert results["fastest"] == table.loc[table["latency_ms"].idxmin(), "model"]
+    assert results["more_flops_but_faster"] == [[a.model, b.model] for a in table.itertuples() for b in
+                                                table.itertuples() if a.gflops > b.gflops and a.latency_ms < b.latency_ms]
+    assert results["feature_map_mb"] == pytest.approx(64 * 64 * 128 * 4 / 2**20)  # float32 bytes, at 64x128
     for name in ("unet", "ddunet"):  # the reported size is the real model's
         assert results["params_m"][name] == pytest.approx(n_params(name) / 1e6)
     assert Path(results["csv"]).name == "profile.csv"
