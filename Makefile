@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   := data
 OUT    := outputs
 
-.PHONY: demo test test-slow notebooks bench bench-gpu lint clean data chromium
+.PHONY: demo test test-slow notebooks bench bench-gpu lint clean data chromium book docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,20 @@ notebooks: $(STAMP)
 	              "Fix it, then run 'make notebooks'" >&2; exit 1; }; \
 	  echo "   $$name: $$(( $$(date +%s) - t0 )) s"; \
 	done; echo "all notebooks executed in $$(( $$(date +%s) - start )) s"
+	$(PY) docs/book.py stamp $(addprefix $(OUT)/notebooks/,$(notdir $(NOTEBOOKS)))
 	$(PY) -m seglab report --out $(OUT)
+
+## book: the executed notebooks of `make demo` (outputs/notebooks/) and the pages of docs/ as a static website,
+## outputs/book/index.html (MkDocs + mkdocs-jupyter, offline, seconds); BOOK_NOTEBOOKS=DIR builds from another folder
+BOOK_NOTEBOOKS ?= $(OUT)/notebooks
+book: $(STAMP)
+	$(PY) docs/reference.py
+	$(PY) docs/book.py build --notebooks $(BOOK_NOTEBOOKS) --out $(OUT)/book
+
+## docs: rewrite the generated reference pages (docs/options.md, cli.md, models.md, presets.md, README's notebook
+## table) from the code
+docs: $(STAMP)
+	$(PY) docs/reference.py
 
 ## test: the whole test suite (what CI runs), including the JupyterLab browser test
 test: $(STAMP) chromium
@@ -56,7 +69,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 ## bench: every benchmark side by side with its peer on this machine's CPU (about 90 min on 2 cores): CSV + PNG
-## under outputs/benchmarks/, each ratio printed, then the README's performance table (outputs/benchmarks/summary.md)
+## under outputs/benchmarks/, each ratio printed, then docs/performance.md (and outputs/benchmarks/summary.md)
 BENCH_OUT  := $(OUT)/benchmarks
 BENCH_DATA := $(DATA)/bench_minicity_1024x2048
 bench: $(STAMP)
