@@ -47,6 +47,17 @@ def check(exercise: str, given: Any, *inputs: Any, rel: float = 0.01) -> bool:
 # --- 00 ---------------------------------------------------------------------------------------------------------
 # --- 01 ---------------------------------------------------------------------------------------------------------
 # --- 02 ---------------------------------------------------------------------------------------------------------
+@answer("02.3", hint="the warp pads the image with 0 (black); normalisation maps 0 to (0 - mean) / std per channel "
+        "(seglab.data.IMAGENET_MEAN, IMAGENET_STD)")
+def _padded_pixel_normalised() -> list[float]:
+    import torch
+    from torchvision import tv_tensors
+
+    from seglab.data import eval_transforms
+
+    black = tv_tensors.Image(torch.zeros(3, 1, 1, dtype=torch.uint8))
+    return eval_transforms()(black).flatten().tolist()  # what the model sees at a padded pixel, R, G, B
+
 # --- 03 ---------------------------------------------------------------------------------------------------------
 def _meta_model(name: str, **options: Any) -> Any:
     """Model ``name`` with ``options`` and Cityscapes' 19 classes, on the meta device (shapes only, no memory)."""
@@ -81,6 +92,14 @@ def unet_skip_weights() -> int:
 # --- 05 ---------------------------------------------------------------------------------------------------------
 # --- 06 ---------------------------------------------------------------------------------------------------------
 # --- 07 ---------------------------------------------------------------------------------------------------------
+@answer("07.3", hint="in the warm-up the factor is (step + 1) / warmup_steps; after it, (1 - t) ** 0.9 times lr")
+def _learning_rate_at_step_100(trainer) -> float:
+    from seglab.engine import lr_lambda
+
+    factor = lr_lambda(trainer.total_steps, trainer.warmup_steps, trainer.config.schedule)
+    return trainer.config.lr * factor(100)
+
+
 # --- 08 ---------------------------------------------------------------------------------------------------------
 @answer("08.1", hint="normalise each row of M by its sum, zero the diagonal, and divmod the argmax by K")
 def _most_confused_pair(matrix) -> list[int]:
@@ -93,5 +112,42 @@ def _most_confused_pair(matrix) -> list[int]:
 
 # --- 09 ---------------------------------------------------------------------------------------------------------
 # --- 10 ---------------------------------------------------------------------------------------------------------
+@answer("10.2", hint="count the FLOPs of deeplabv3plus at 1024x2048 with output_stride 8 and 16 "
+        "(seglab.profiling.count_flops on models built under torch.device('meta')) and divide")
+def _deeplab_os8_flops_factor() -> float:
+    import torch
+
+    from seglab.models import build_model
+    from seglab.profiling import count_flops
+
+    flops = {}
+    for stride in (8, 16):
+        with torch.device("meta"):  # shapes only: nothing is computed
+            flops[stride] = count_flops(build_model("deeplabv3plus", 19, output_stride=stride), 1024, 2048)
+    return flops[8] / flops[16]
+
+
+@answer("10.3", hint="channels x height x width x bytes per value (torch.finfo(dtype).bits / 8), over 2**20")
+def _feature_map_mb() -> list[int]:
+    import torch
+
+    return [64 * 1024 * 2048 * torch.finfo(dtype).bits // 8 // 2**20 for dtype in (torch.float32, torch.bfloat16)]
+
 # --- 11 ---------------------------------------------------------------------------------------------------------
 # --- 12 ---------------------------------------------------------------------------------------------------------
+@answer("12.1", hint="model.fc[0] is fc6; FLOPs per module from FlopCounterMode(...).get_flop_counts() on a "
+        "model and a 1x3x320x320 input built under torch.device('meta')")
+def _fcn8s_fc6_share() -> list[float]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seglab.models import build_model
+
+    with torch.device("meta"):
+        model = build_model("fcn8s", 21, backbone="vgg11_bn").eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, 320, 320))
+    fc6_flops = next(sum(c.values()) for name, c in counter.get_flop_counts().items() if name.endswith(".fc.0"))
+    fc6_params = sum(p.numel() for p in model.fc[0].parameters())
+    return [fc6_params / sum(p.numel() for p in model.parameters()), fc6_flops / counter.get_total_flops()]
+

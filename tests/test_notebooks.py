@@ -44,7 +44,7 @@ TINY: dict[str, dict] = {
     "04": ARCH,
     "05": ARCH,
     "06": ARCH,
-    "07": {"data_root": "@minicity", "crop": [64, 128], "model_options": TINY_UNET, **TINY_TRAIN},
+    "07": {"data_root": "@minicity", "overrides": {**TINY_TRAIN, "crop": [64, 128], "model_options": TINY_UNET}},
     "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "scales": [0.5, 1.0],
            "workers": 0},
     "09": {"data_root": "@minicity", "checkpoint": "@checkpoint", "frames": 2, "fps": 4.0, "own_count": 1},
@@ -180,6 +180,8 @@ def check_07(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert Path(results["checkpoint"]).is_file()
     assert 0 <= results["best_miou"] <= 1 and results["best_miou"] == pytest.approx(history["miou"].max())
     assert results["first_train_loss"] > 0 and results["precision"] == "fp32"
+    assert results["hand_step_matches_trainer"] is True and results["hand_step_max_difference"] == 0
+    assert results["losses_match_library"] is True and 0 <= results["classes_learned"] <= 19
 
 
 def check_08(results: dict, out: Path, paths: dict[str, str]) -> None:
