@@ -44,8 +44,10 @@ PANEL_EPOCHS = 5
 
 
 # ------------------------------------------------------------------------------------------------ pieces
-def panel_epochs(epochs: int, count: int = PANEL_EPOCHS) -> set[int]:
-    """The epochs whose validation predictions TensorBoard shows: ``count`` of them, first and last included."""
+def panel_epochs(epochs: int, count: int | None = None) -> set[int]:
+    """The epochs whose validation predictions TensorBoard shows: ``count`` (default PANEL_EPOCHS) of them, the first
+    and the last included."""
+    count = count or PANEL_EPOCHS
     if epochs <= count:
         return set(range(1, epochs + 1))
     return {1 + round(index * (epochs - 1) / (count - 1)) for index in range(count)}

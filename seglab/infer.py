@@ -190,7 +190,7 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
     model.eval()
     transform = eval_transforms()
     written, skipped = [], [(p, "not an image file") for p in others]
-    for path in tqdm(images, desc="predict", disable=not progress):
+    for path in tqdm(images, desc="predict", disable=not progress or len(images) == 1):
         try:
             image = read_image(path, upright=True)
         except SeglabError as exc:

@@ -139,9 +139,19 @@ def test_cli_train_evaluate_export_predict(minicity, tmp_path, capsys):
     assert main(["train", "--model", "unet", "--model-options", "base_width=8", "--model-options", "depth=3", "--data",
                  str(minicity), "--out", str(run), "--epochs", "1", "--batch-size", "2", "--crop", "64,128",
                  "--max-steps", "2", "--workers", "0", "--precision", "fp32", "--no-progress"]) == 0
+    trained = len(list((minicity / "leftImg8bit/train").glob("*/*.png")))
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"training unet on cpu in fp32: {trained} training and 3 validation images, 2 steps per epoch of batch 2, "
+        f"1 epoch(s); run folder {run}")
+    best, last = Checkpoint.load(run / "best.pt"), Checkpoint.load(run / "last.pt")
+    assert best.optimizer is None and best.scheduler is None and best.scaler is None  # inference needs none of it
+    assert last.optimizer["state"] and last.scheduler and last.scaler is not None  # resume needs all of it
+    assert all(torch.equal(best.model[k], last.model[k]) for k in last.model)
     export, metrics_json = tmp_path / "export", tmp_path / "metrics.json"
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(minicity), "--export",
                  str(export), "--json", str(metrics_json), "--precision", "fp32", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [f"benchmark export: {export}.zip",
+                                                         f"metrics JSON: {metrics_json}"]
     summary = json.loads(metrics_json.read_text())
     assert {"pixel_accuracy", "mean_accuracy", "miou", "mdice", "fwiou", "sensitivity", "specificity",
             "per_class_iou", "per_class_dice", "category_iou"} <= set(summary)
@@ -169,6 +179,11 @@ def test_cli_train_evaluate_export_predict(minicity, tmp_path, capsys):
     assert label.shape == (50, 70) and label.max() < 19
     assert (tmp_path / "pred/a_overlay.png").is_file()
     assert "skipped" in capsys.readouterr().out
+    # one image file instead of a folder
+    assert main(["predict", "--checkpoint", str(run / "best.pt"), "--images", str(folder / "gray.png"), "--out",
+                 str(tmp_path / "one"), "--precision", "fp32"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote 1 prediction(s) to {tmp_path / 'one'}")
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["gray_label.png", "gray_overlay.png"]
 
 
 def test_model_from_checkpoint_checks_expectations(minicity, tmp_path):

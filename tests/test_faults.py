@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from seglab import masks
 from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
@@ -47,6 +47,20 @@ def test_read_image_upright_follows_exif_orientation(tmp_path):
     upright = read_image(tmp_path / "photo.jpg", upright=True)
     assert upright.shape == (40, 20, 3)
     assert upright[:20, :, 0].mean() > 200 and upright[20:, :, 0].mean() < 50  # the red half is now on top
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_turns_as_pillow_does(tmp_path, orientation):
+    """All eight EXIF orientations (flips, rotations and their combinations) against PIL.ImageOps.exif_transpose, on
+    a lossless PNG of random pixels whose every turn is different."""
+    stored = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    with Image.open(tmp_path / "photo.png") as image:
+        expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    np.testing.assert_array_equal(read_image(tmp_path / "photo.png", upright=True), expected)
+    np.testing.assert_array_equal(read_image(tmp_path / "photo.png"), stored)  # as stored without upright
 
 
 def test_predict_labels_have_the_displayed_size(tmp_path):

@@ -1,6 +1,8 @@
 """`seglab.infer.predict_logits`: sliding-window tiling and flip test-time augmentation against hand computations."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -82,3 +84,48 @@ def test_flip_tta_with_a_sliding_window_matches_the_whole_image_for_a_pointwise_
     with torch.no_grad():
         got = predict_logits(conv, images, flip=True, window=(8, 12), overlap=1 / 3)
         torch.testing.assert_close(got, conv(images), rtol=1e-5, atol=1e-5)
+
+
+class TilePosition(nn.Module):
+    """Logits that depend on where a pixel sits in the tile it is predicted in: channel 0 is the row, channel 1 the
+    column within the input, channel 2 the image's first channel; a tile's result is not a crop of the whole's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = x.shape
+        rows = torch.arange(height, dtype=torch.float32).view(1, 1, height, 1).expand(n, 1, height, width)
+        cols = torch.arange(width, dtype=torch.float32).view(1, 1, 1, width).expand(n, 1, height, width)
+        return torch.cat([rows, cols, x[:, :1]], 1)
+
+
+def _mmseg_slide(model: nn.Module, images: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int]):
+    """mmsegmentation's EncoderDecoder.slide_inference (v1.x), transcribed: grids of crop-size tiles at ``stride``,
+    the last one moved back inside the image, logits summed and divided by the number of tiles over each pixel."""
+    (h_stride, w_stride), (h_crop, w_crop) = stride, crop
+    batch, _, h_img, w_img = images.shape
+    h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
+    preds, count = None, torch.zeros(batch, 1, h_img, w_img)
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y1, x1 = h_idx * h_stride, w_idx * w_stride
+            y2, x2 = min(y1 + h_crop, h_img), min(x1 + w_crop, w_img)
+            y1, x1 = max(y2 - h_crop, 0), max(x2 - w_crop, 0)
+            logits = model(images[:, :, y1:y2, x1:x2])
+            if preds is None:
+                preds = images.new_zeros(batch, logits.shape[1], h_img, w_img)
+            preds[:, :, y1:y2, x1:x2] += logits
+            count[:, :, y1:y2, x1:x2] += 1
+    return preds / count
+
+
+@pytest.mark.parametrize("window, overlap", [((12, 20), 1 / 3), ((12, 20), 0.5), ((16, 23), 0.6), ((37, 24), 0.0)])
+def test_sliding_window_blends_tiles_as_mmsegmentation_does(window, overlap):
+    """With a model whose output depends on the pixel's place in its tile, the overlap (the tile stride
+    ceil(window x (1 - overlap))) and the averaging of overlapping tiles show in every pixel."""
+    images = torch.randn(1, 3, 37, 53, generator=torch.Generator().manual_seed(2))
+    stride = tuple(max(1, math.ceil(w * (1 - overlap))) for w in window)
+    expected = _mmseg_slide(TilePosition(), images, window, stride)
+    tiled = predict_logits(TilePosition(), images, window=window, overlap=overlap)
+    torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
+    whole = TilePosition()(images)
+    assert not torch.allclose(tiled[:, :2], whole[:, :2])  # the tiles do show in the result

@@ -1,13 +1,17 @@
 """ONNX export: every registry architecture runs in onnxruntime with PyTorch fp32's argmax; the CLI's bad input."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
 from seglab.cli import main
 from seglab.models import NATIVE_MODEL_NAMES, build_model
-from seglab.onnx_export import compare_with_pytorch, export_onnx, onnx_latency_ms, onnx_logits, onnx_session
+from seglab.errors import SeglabError
+from seglab.onnx_export import check_onnx, export_onnx, onnx_latency_ms, onnx_logits, onnx_session
 
 SMALL = {"unet": {"base_width": 8, "depth": 3}, "r2unet": {"base_width": 8, "t": 1},
          "ddunet": {"base_width": 8, "dilations": (1, 2)}, "fcn8s": {"fc_channels": 64}}
@@ -33,11 +37,12 @@ def test_export_command_and_its_bad_input(tmp_path, capsys):
     out = tmp_path / "unet.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out),
                  "--height", "32", "--width", "64"]) == 0
-    assert "same class on 100.0000%" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "same class on 100.0000%" in out_text and "classes predicted" in out_text
     assert onnx_session(out).get_inputs()[0].shape == [1, 3, 32, 64]
     assert onnx_latency_ms(out, warmup=1, runs=2) > 0
     model, _ = model_from_checkpoint(checkpoint)
-    assert compare_with_pytorch(model, out) == 1.0
+    assert check_onnx(model, out).agreement == 1.0
     before = out.read_bytes()
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(checkpoint.read_bytes()[:1000])
@@ -57,3 +62,27 @@ def test_export_command_and_its_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert out.read_bytes() == before  # nothing already written was touched
+
+
+def _several_classes(model: nn.Module) -> nn.Module:
+    """``model`` with a final layer that spreads its predictions over several classes (an untrained U-Net predicts
+    one class everywhere, where 'the same class on 100 % of the pixels' says nothing)."""
+    torch.manual_seed(1)
+    last = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    nn.init.normal_(last.weight, std=2.0)
+    return model.eval()
+
+
+def test_the_onnx_check_compares_logits_and_fails_for_another_model(tmp_path):
+    torch.manual_seed(0)
+    model = _several_classes(build_model("unet", 5, **SMALL["unet"]))
+    path = export_onnx(model, tmp_path / "unet.onnx", 32, 48)
+    check = check_onnx(model, path)
+    assert check.classes >= 3 and check.agreement == 1.0 and check.max_difference < 1e-4
+    other = copy.deepcopy(model)
+    with torch.no_grad():  # one class's bias 0.05 higher: the same architecture, almost the same predictions
+        [m for m in other.modules() if isinstance(m, nn.Conv2d)][-1].bias[0] += 0.05
+    with pytest.raises(SeglabError, match="does not compute what the PyTorch model does"):
+        check_onnx(other, path)
+    with pytest.raises(SeglabError, match="another model"):
+        check_onnx(build_model("unet", 3, **SMALL["unet"]), path)

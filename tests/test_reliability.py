@@ -198,6 +198,24 @@ def plain_state_dict(w: World) -> list[str]:
     return ["predict", "--checkpoint", str(w.checkpoint), "--images", str(w.city), "--out", str(w.tmp / "p")]
 
 
+def only_image_unreadable(w: World) -> list[str]:
+    folder = w.tmp / "photos"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG \xff\xd9")
+    return ["predict", "--checkpoint", str(w.checkpoint), "--images", str(folder), "--out", str(w.tmp / "p")]
+
+
+def text_checkpoint(w: World) -> list[str]:
+    w.checkpoint.write_text("these are my notes, not a model\n")
+    return ["evaluate", "--checkpoint", str(w.checkpoint), "--data", str(w.city), "--workers", "0"]
+
+
+def voc_checkpoint(w: World) -> Path:
+    path = w.tmp / "voc.pt"
+    ckpt.Checkpoint.from_model(build_model("unet", 21, base_width=8, depth=3), "voc").save(path)
+    return path
+
+
 def notebook_parameters(injected: dict) -> Callable:
     def run():
         namespace: dict = {"In": [], "Out": {}}
@@ -238,6 +256,23 @@ CASES: list[tuple[str, Callable[[World], list[str] | Callable], str]] = [
      "pass --model unet"),
     ("checkpoint: different num_classes",
      lambda w: lambda: ckpt.model_from_checkpoint(w.checkpoint, expect_num_classes=21), "21 are needed"),
+    ("checkpoint: a text file", text_checkpoint, "is not a checkpoint"),
+    ("checkpoint: VOC checkpoint on Cityscapes data",
+     lambda w: ["evaluate", "--checkpoint", str(voc_checkpoint(w)), "--data", str(w.city), "--workers", "0"],
+     "this checkpoint was trained on Pascal VOC (21 classes) but"),
+    ("checkpoint: --dataset other than the checkpoint's",
+     lambda w: ["evaluate", "--checkpoint", str(voc_checkpoint(w)), "--dataset", "cityscapes", "--data", str(w.city)],
+     "this checkpoint was trained on voc (21 classes), not cityscapes"),
+    ("cli: evaluate a downloadable model on missing data (before any download)",
+     lambda w: ["evaluate", "--model", "tv_lraspp_mobilenet_v3_large", "--model-options", "weights=DEFAULT",
+                "--data", str(w.tmp / "novoc")], "Pascal VOC root not found"),
+    ("cli: predict with a downloadable model on a missing folder (before any download)",
+     lambda w: ["predict", "--model", "tv_lraspp_mobilenet_v3_large", "--model-options", "weights=DEFAULT",
+                "--images", str(w.tmp / "none"), "--out", str(w.tmp / "p")], "does not exist"),
+    ("cli: predict on a folder whose only image is unreadable", only_image_unreadable,
+     "none of the 1 image(s)"),
+    ("cli: predict on a text file", lambda w: ["predict", "--checkpoint", str(w.checkpoint), "--images",
+                                              str(w.checkpoint), "--out", str(w.tmp / "p")], "no images"),
     ("checkpoint: missing file", lambda w: ["evaluate", "--checkpoint", str(w.tmp / "none.pt"), "--data",
                                             str(w.city)], "not found"),
     ("cli: unknown model", lambda w: ["train", "--model", "segformer", "--data", str(w.city), "--out",
