@@ -89,6 +89,23 @@ def unet_skip_weights() -> int:
 
 
 # --- 04 ---------------------------------------------------------------------------------------------------------
+@answer("04.1", hint="fc6 holds 7*7*512*c + c parameters, fc7 c*c + c and score_fr 19*c + 19 for fc_channels c; "
+                     "nothing else depends on c")
+def fcn_fc256_parameters() -> int:
+    return _parameters("fcn8s", fc_channels=256)
+
+
+@answer("04.2", hint="FCN-16s has no score_pool3, upscore_pool4 and upscore8, and one x16 up-sampling of "
+                     "19*19*32*32 weights (no bias)")
+def fcn16s_parameters() -> int:
+    from seglab.models import count_parameters
+    from seglab.models.fcn import bilinear_upsampler
+
+    fcn8s = _meta_model("fcn8s")
+    dropped = sum(count_parameters(getattr(fcn8s, name)) for name in ("score_pool3", "upscore_pool4", "upscore8"))
+    return count_parameters(fcn8s) - dropped + count_parameters(bilinear_upsampler(19, 16))
+
+
 # --- 05 ---------------------------------------------------------------------------------------------------------
 # --- 06 ---------------------------------------------------------------------------------------------------------
 # --- 07 ---------------------------------------------------------------------------------------------------------
