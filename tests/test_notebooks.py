@@ -158,8 +158,14 @@ def check_03(results: dict, out: Path, paths: dict[str, str]) -> None:
 
 def check_04(results: dict, out: Path, paths: dict[str, str]) -> None:
     check_trained(results, "04")
+    check_library_match(results, "04")
+    assert results["init_matches"] is True and results["steps_per_epoch"] == TINY_TRAIN["max_steps"]
     assert results["params"] == n_params("fcn8s") and results["output_shape"] == [1, 19, 64, 128]
     assert results["coarsest_stride"] == 32 and results["bilinear_max_difference"] < 1e-5
+    side, area = results["centre_side"], ARCH["erf_size"] ** 2
+    for stage in ("untrained", "trained"):  # a share of the gradient, and that share over the square's share of area
+        assert 0 < results["centre_share"][stage] < 1 and side % 2 == 1 and side**2 < area
+        assert results["centre_concentration"][stage] == pytest.approx(results["centre_share"][stage] * area / side**2)
 
 
 def check_05(results: dict, out: Path, paths: dict[str, str]) -> None:
