@@ -140,6 +140,9 @@ def check_02(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["torchvision_cityscapes_agrees"] is True and results["torchvision_voc_agrees"] is True
     assert all(shape[1:] == [64, 128] for shape in results["augmented_shapes"])
     assert sum(results["class_share"].values()) == pytest.approx(1.0)
+    from seglab.data import IMAGENET_MEAN, IMAGENET_STD  # padding is black (0): normalised, (0 - mean) / std
+    assert results["padded_pixel_normalised"] == pytest.approx([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
+    assert results["padded_share_exactly_black"] > 0.9  # all but the pixels on the frame's edge
 
 
 def check_library_match(results: dict, name: str) -> None:
@@ -236,6 +239,7 @@ def check_11(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["models"] == ["unet"] and results["skipped"] == [paths["@missing"]]  # the run folder names it
     assert results["images"] == results["images_scored"] == 3  # score_images 0: the whole val split
     assert results["wins"] == {"unet": 3} and 0 <= results["mean_image_miou"]["unet"] <= 1
+    assert results["same_recipe"] is True and results["recipe_differences"] == []
 
 
 def check_12(results: dict, out: Path, paths: dict[str, str]) -> None:
