@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   := data
 OUT    := outputs
 
-.PHONY: demo test test-slow notebooks bench bench-gpu lint clean data chromium book docs
+.PHONY: demo test test-slow notebooks bench bench-gpu gpu-check lint clean data chromium book docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -90,6 +90,11 @@ bench-gpu: $(STAMP)
 	$(PY) benchmarks/bench_infer.py --device cuda --precisions fp32,bf16,fp16 --compare-precisions fp32,bf16 \
 	  --warmup 3 --runs 10 --out $(BENCH_OUT)
 	$(PY) benchmarks/common.py $(BENCH_OUT)
+
+## gpu-check: everything that needs a CUDA GPU in about 5 minutes: the CUDA tests, every command in each precision,
+## the demo preset against its target, short benchmarks at 1024x2048; one log and one table in outputs/gpu-check/
+gpu-check: $(STAMP)
+	@$(PY) benchmarks/gpu_check.py --out $(OUT)/gpu-check
 
 clean:
 	rm -rf $(VENV) $(OUT)/* build *.egg-info

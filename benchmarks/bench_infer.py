@@ -4,11 +4,16 @@ torchvision's deeplabv3_resnet50 at the same precision and size.
 
 Every (model, precision) is measured by ``seglab.profiling.profile_model`` in a fresh process (warm-up, then the median
 of the timed forwards under ``torch.inference_mode`` with channels_last; FLOPs counted on the meta device; CPU memory =
-peak resident set size of that process above its size before the first forward; CUDA memory = peak allocated). The
+peak resident set size of that process above its size before the first forward; CUDA memory = peak allocated during
+the timed runs, after the warm-up in which cuDNN's autotuner tries large workspaces, whose peak is the
+``warmup_peak_memory_mb`` column). The
 matmul peak (a large ``torch.matmul`` per dtype) is taken before and after the models; the higher value is the ceiling.
 Writes ``outputs/benchmarks/infer.csv`` (one row per model and precision), ``infer_peak.csv`` and ``infer.png``.
 
     .venv/bin/python benchmarks/bench_infer.py [--device cpu|cuda] [--precisions fp32,bf16] [--warmup 1 --runs 3]
+
+A short GPU run (make gpu-check, about a minute): ``--device cuda --models unet,fcn8s,deeplabv3plus --precisions
+fp32,bf16 --no-compare --warmup 3 --runs 5``.
 
 bf16 is measured by default only where ``precision="auto"`` would use it (a CPU with AVX512-BF16/AMX, a bf16 GPU):
 elsewhere it is emulated, ten times slower than fp32, and says nothing about the models.
