@@ -210,6 +210,7 @@ def check_09(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert list(frames.shape[1:3]) == results["frame_size"] and results["frame_size"][1] > 3 * 128  # 3 panels
     assert iio.immeta(results["gif"], index=0)["duration"] == pytest.approx(1000 / 4.0, abs=10)
     assert len(results["frame_miou"]) == 2 and all(0 <= v <= 1 for v in results["frame_miou"])
+    assert 0 <= results["summed_miou"] <= 1
     assert results["own_written"] == results["own_images_found"] >= 1 and results["own_skipped"] == 0
 
 
