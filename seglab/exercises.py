@@ -46,6 +46,15 @@ def check(exercise: str, given: Any, *inputs: Any, rel: float = 0.01) -> bool:
 # Answers, by notebook. Each computes what the exercise asks from the library itself.
 # --- 00 ---------------------------------------------------------------------------------------------------------
 # --- 01 ---------------------------------------------------------------------------------------------------------
+@answer("01.3", hint="in seglab.labels.CS_LABELS count the labels with 0 <= id <= 33 and trainId 255, and the "
+        "distinct categories of those with trainId < 255")
+def _untrained_ids_and_categories() -> list[int]:
+    from seglab.labels import CS_LABELS
+
+    ids = [label for label in CS_LABELS if 0 <= label.id <= 33]
+    trained = [label for label in ids if label.trainId != 255]
+    return [len(ids) - len(trained), len({label.category for label in trained})]
+
 # --- 02 ---------------------------------------------------------------------------------------------------------
 @answer("02.3", hint="the warp pads the image with 0 (black); normalisation maps 0 to (0 - mean) / std per channel "
         "(seglab.data.IMAGENET_MEAN, IMAGENET_STD)")
@@ -107,6 +116,33 @@ def fcn16s_parameters() -> int:
 
 
 # --- 05 ---------------------------------------------------------------------------------------------------------
+@answer("05.1", hint="count_flops(model, 256, 512) for output_stride 16 and 8 (build them on the meta device) and "
+                     "divide; layer3, layer4 and ASPP run on 4x the positions at OS8")
+def deeplab_os8_flops_ratio() -> float:
+    from seglab.profiling import count_flops
+
+    os16, os8 = (_meta_model("deeplabv3plus", output_stride=s) for s in (16, 8))
+    return count_flops(os8, 256, 512) / count_flops(os16, 256, 512)
+
+
+@answer("05.2", hint="atrous_valid_weights((8, 16), rate) for rate = 1, 2, ...: the last rate whose share is "
+                     "still >= 0.5")
+def deeplab_largest_half_valid_rate() -> int:
+    from seglab.anatomy import atrous_valid_weights
+
+    return max(rate for rate in range(1, 17) if atrous_valid_weights((8, 16), rate) >= 0.5)
+
+
+@answer("05.3", hint="the image-pooling branch (a 1x1 conv from 512 to 256 channels and its BatchNorm) and the "
+                     "256 x 256 weights of the projection that read its output")
+def deeplab_image_pooling_parameters() -> int:
+    from seglab.models import count_parameters
+
+    aspp = _meta_model("deeplabv3plus").aspp
+    pooling, projection = aspp.convs[-1], aspp.project[0]
+    return count_parameters(pooling) + projection.weight[:, -pooling[1].out_channels:].numel()
+
+
 # --- 06 ---------------------------------------------------------------------------------------------------------
 # --- 07 ---------------------------------------------------------------------------------------------------------
 @answer("07.3", hint="in the warm-up the factor is (step + 1) / warmup_steps; after it, (1 - t) ** 0.9 times lr")
@@ -151,6 +187,11 @@ def _feature_map_mb() -> list[int]:
     return [64 * 1024 * 2048 * torch.finfo(dtype).bits // 8 // 2**20 for dtype in (torch.float32, torch.bfloat16)]
 
 # --- 11 ---------------------------------------------------------------------------------------------------------
+@answer("11.1", hint="the spread of a row is scores.max(axis=1) - scores.min(axis=1); idxmax gives its image")
+def _most_disputed_image(scores) -> str:
+    return (scores.max(axis=1) - scores.min(axis=1)).idxmax()
+
+
 # --- 12 ---------------------------------------------------------------------------------------------------------
 @answer("12.1", hint="model.fc[0] is fc6; FLOPs per module from FlopCounterMode(...).get_flop_counts() on a "
         "model and a 1x3x320x320 input built under torch.device('meta')")

@@ -133,6 +133,7 @@ def check_01(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["min_agreement"] == pytest.approx(min(agreement), abs=1e-12)
     assert results["mean_agreement"] == pytest.approx(np.mean(agreement), abs=1e-12)
     assert 0.98 < results["min_agreement"] < 1  # polygon edges differ (OpenCV vs PIL rasteriser), nothing else
+    assert results["differing_pixels_near_border"] > 0.9
 
 
 def check_02(results: dict, out: Path, paths: dict[str, str]) -> None:
