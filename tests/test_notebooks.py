@@ -174,7 +174,10 @@ def check_04(results: dict, out: Path, paths: dict[str, str]) -> None:
 
 def check_05(results: dict, out: Path, paths: dict[str, str]) -> None:
     check_trained(results, "05")
+    check_library_match(results, "05")
+    assert results["atrous_is_dense"] is True and results["steps_per_epoch"] == TINY_TRAIN["max_steps"]
     assert results["params"] == n_params("deeplabv3plus") and set(results["output_strides"]) == {"OS16", "OS8"}
+    assert all(value > 0 for value in results["erf_faintest"].values())  # image pooling: every pixel is seen
 
 
 def check_06(results: dict, out: Path, paths: dict[str, str]) -> None:
