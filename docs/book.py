@@ -78,11 +78,16 @@ def run_note(notebook) -> str:
             f"cells: {', '.join(f'[{i}] {_seconds(d)}' for i, d in slowest)}.*")
 
 
-def notebook_page(source: Path, target: Path) -> str:
-    """Copy an executed notebook with its run note after the title cell; returns its title."""
+def notebook_page(source: Path, target: Path, lesson: Path, pages: dict[Path, str]) -> str:
+    """Copy the executed notebook ``source`` to ``target`` with its run note after the title cell and the links of
+    its Markdown cells pointed at the book's pages (``lesson``: the notebook in the repository, where its links
+    start from); returns its title."""
     import nbformat
 
     notebook = nbformat.read(source, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = rewrite_links(cell.source, lesson, pages, html=True)
     # saved widget state would make each page fetch the widget renderer from the internet; offline, the widgets'
     # text fallback shows instead (the comparison app's static figures are outputs of their own)
     notebook.metadata.pop("widgets", None)
@@ -100,10 +105,11 @@ def notebook_page(source: Path, target: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ Markdown pages
-def rewrite_links(text: str, source: Path, pages: dict[Path, str]) -> str:
+def rewrite_links(text: str, source: Path, pages: dict[Path, str], html: bool = False) -> str:
     """Point relative links of a page at ``source`` (a repository file) to the book's copies (``pages``: repository
-    path -> path in the book, relative to the book's top); a link to a file the book does not hold becomes plain
-    text, an image of a file that does not exist a note."""
+    path -> path in the book, relative to the book's top); an image of the repository joins ``pages`` under
+    files/; a link to a file the book does not hold becomes plain text, an image that does not exist a note.
+    ``html``: link pages by their .html names (in notebooks, which MkDocs does not rewrite)."""
     here = pages[source.resolve()]
 
     def replace(match: re.Match) -> str:
@@ -111,9 +117,14 @@ def rewrite_links(text: str, source: Path, pages: dict[Path, str]) -> str:
         if re.match(r"[a-z]+:|#", target):
             return match.group(0)
         path, _, anchor = target.partition("#")
-        book_path = pages.get((source.parent / path).resolve())
+        file = (source.parent / path).resolve()
+        if bang and file not in pages and file.is_file() and file.is_relative_to(ROOT):
+            pages[file] = f"files/{file.relative_to(ROOT).as_posix()}"
+        book_path = pages.get(file)
         if book_path is None:
             return f"*({label or path}: not generated yet)*" if bang else label
+        if html and not bang:
+            book_path = re.sub(r"\.(md|ipynb)$", ".html", book_path)
         relative = os.path.relpath(book_path, os.path.dirname(here) or ".")
         return f"{bang}[{label}]({relative}{'#' + anchor if anchor else ''})"
 
@@ -152,16 +163,18 @@ def build(notebooks: Path, site: Path) -> Path:
             pages[(ROOT / "notebooks" / path.name).resolve()] = f"notebooks/{path.name}"
         for path in solutions:
             pages[(ROOT / "notebooks" / "solutions" / path.name).resolve()] = f"notebooks/solutions/{path.name}"
-        for source, book_path in pages.items():
+        for source, book_path in list(pages.items()):
             if source.suffix == ".md":
-                text = rewrite_links(source.read_text(), source, pages)
-                (src / book_path).write_text(text)
-            elif book_path.startswith("images/"):
-                (src / "images").mkdir(exist_ok=True)
+                (src / book_path).write_text(rewrite_links(source.read_text(), source, pages))
+        nav_notebooks = [{notebook_page(p, src / "notebooks" / p.name, ROOT / "notebooks" / p.name, pages):
+                          f"notebooks/{p.name}"} for p in executed]
+        nav_solutions = [{notebook_page(p, src / "notebooks" / "solutions" / p.name,
+                                        ROOT / "notebooks" / "solutions" / p.name, pages):
+                          f"notebooks/solutions/{p.name}"} for p in solutions]
+        for source, book_path in pages.items():  # images and other files the pages show
+            if source.suffix not in (".md", ".ipynb"):
+                (src / book_path).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, src / book_path)
-        nav_notebooks = [{notebook_page(p, src / "notebooks" / p.name): f"notebooks/{p.name}"} for p in executed]
-        nav_solutions = [{notebook_page(p, src / "notebooks" / "solutions" / p.name): f"notebooks/solutions/{p.name}"}
-                         for p in solutions]
         nav = [{"Home": "index.md"}, {"Notebooks": nav_notebooks}]
         nav += [{"Solutions": nav_solutions}] if nav_solutions else []
         nav += [{"Reference": [{_title(p): p.name} for p in docs]}]
@@ -171,6 +184,7 @@ def build(notebooks: Path, site: Path) -> Path:
                                 env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
         if result.returncode:
             raise SystemExit(f"error: mkdocs build failed:\n{result.stdout}{result.stderr}")
+    (site / "404.html").unlink(missing_ok=True)  # a web server's page with absolute links: useless from file://
     print(f"wrote {site / 'index.html'}: {len(executed)} notebooks, {len(solutions)} solutions, {len(docs)} pages "
           f"({datetime.datetime.now():%H:%M:%S})")
     return site / "index.html"

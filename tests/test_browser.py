@@ -4,9 +4,15 @@ Starts ``jupyter lab`` from this Python environment on a free 127.0.0.1 port wit
 holding copies of the notebooks with tiny parameters injected (as papermill injects them), and drives Debian's
 Chromium (``/usr/bin/chromium``, installed by ``make chromium``) with Playwright. Screenshots land in
 ``outputs/screenshots/``. Skipped without Chromium or Playwright, except under CI (``CI`` set), where that fails.
+
+After `make demo`, the widget test compares the demo's own checkpoints (notebook 11's default ``checkpoints``) on
+data/minicity and rewrites README's picture, docs/images/widget.png, from what the browser shows; without them it
+trains two tiny models and leaves README's picture alone. The book of the executed notebooks is checked in Chromium
+by tests/test_notebooks_book.py with the helpers below.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -31,6 +37,7 @@ CHROMIUM = os.environ.get("SEGLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
 TINY_UNET = {"base_width": 8, "depth": 3}
+WIDGET_IMAGE = ROOT / "docs" / "images" / "widget.png"  # README's picture, written from the demo's checkpoints
 # Lab settings for a quiet, deterministic page: no news/update toasts, every cell kept in the DOM.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
@@ -187,28 +194,46 @@ def browser_ready():
         _require(False, "Playwright for Python is not installed (pip install -e '.[dev]')")
 
 
+def demo_checkpoints(name: str = "11_compare_models.ipynb") -> list[Path]:
+    """The checkpoints notebook 11 compares by default (the demo's runs) that exist in this checkout."""
+    cell = next(c for c in json.loads((NOTEBOOKS / name).read_text())["cells"]
+                if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    value = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "checkpoints" for t in node.targets))
+    return [ROOT / path for path in ast.literal_eval(value) if (ROOT / path).is_file()]
+
+
 def test_compare_widget_in_jupyterlab(browser_ready, minicity, tmp_path):
     from seglab.config import TrainConfig
     from seglab.engine import fit
+    from seglab.files import atomic_write
 
-    for seed, run in enumerate(("unet", "unet_b")):
-        fit(TrainConfig(model="unet", model_options=TINY_UNET, data=str(minicity), out=str(tmp_path / "runs" / run),
-                        epochs=1, batch_size=2, crop=(64, 128), max_steps=2, workers=0, precision="fp32",
-                        progress=False, seed=seed))
+    demo, demo_data = demo_checkpoints(), ROOT / "data" / "minicity"
+    from_demo = len(demo) >= 2 and (demo_data / "leftImg8bit").is_dir()
+    if from_demo:
+        data, checkpoints = demo_data, demo
+    else:
+        data, checkpoints = minicity, [tmp_path / "runs" / run / "best.pt" for run in ("unet", "unet_b")]
+        for seed, checkpoint in enumerate(checkpoints):
+            fit(TrainConfig(model="unet", model_options=TINY_UNET, data=str(minicity), out=str(checkpoint.parent),
+                            epochs=1, batch_size=2, crop=(64, 128), max_steps=2, workers=0, precision="fp32",
+                            progress=False, seed=seed))
     workdir = tmp_path / "lab"
     workdir.mkdir()
     name = "11_compare_models.ipynb"
-    with_parameters(name, workdir, data_root=str(minicity), out_dir=str(tmp_path / "outputs"),
-                    checkpoints=[str(tmp_path / "runs" / r / "best.pt") for r in ("unet", "unet_b")],
-                    figure_images=1, device="cpu", precision="fp32")
+    with_parameters(name, workdir, data_root=str(data), out_dir=str(tmp_path / "outputs"),
+                    checkpoints=[str(c) for c in checkpoints], figure_images=1, device="cpu", precision="fp32")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with jupyter_lab(workdir) as (base, token), chromium_page(tmp_path / "profile") as page:
         run_all(page, base, token, name)
         page.wait_for_selector(".seglab-compare .seglab-panels img")
-        assert page.locator(".seglab-panels img").count() == 2  # two checkpoints, two panels
+        assert page.locator(".seglab-panels img").count() == len(checkpoints)  # one panel per checkpoint
         page.locator(".seglab-compare").scroll_into_view_if_needed()
         first = _first_panel_src(page)
         page.screenshot(path=str(SCREENSHOTS / "widget_prediction.png"))
+        if from_demo:  # README's picture: the app as the browser shows it, from the demo's own models
+            atomic_write(WIDGET_IMAGE, lambda tmp: page.locator(".seglab-compare").screenshot(path=tmp, type="png"))
 
         image_name = page.locator(".seglab-compare code").first.inner_text()
         page.locator(".seglab-next").click()
@@ -229,7 +254,8 @@ def test_compare_widget_in_jupyterlab(browser_ready, minicity, tmp_path):
         assert "Error displaying widget" not in text and "Traceback" not in text
         assert "mIoU" in page.locator(".seglab-table").inner_text()
     assert (tmp_path / "outputs/figures/11_compare_predictions.png").is_file()
-    assert json.loads((tmp_path / "outputs/results/11_compare_models.json").read_text())["models"] == ["unet", "unet_b"]
+    models = json.loads((tmp_path / "outputs/results/11_compare_models.json").read_text())["models"]
+    assert models == [c.parent.name for c in checkpoints]  # each checkpoint named after its run folder
 
 
 def test_quick_tour_runs_clean_in_jupyterlab(browser_ready, request, tmp_path):
