@@ -45,6 +45,14 @@ def check(exercise: str, given: Any, *inputs: Any, rel: float = 0.01) -> bool:
 
 # Answers, by notebook. Each computes what the exercise asks from the library itself.
 # --- 00 ---------------------------------------------------------------------------------------------------------
+@answer("00.2", hint="count_parameters(build_model('unet', 19)) / count_parameters(build_model('unet', 19, "
+        "base_width=8))")
+def _default_unet_parameter_ratio() -> float:
+    from seglab.models import build_model, count_parameters
+
+    return count_parameters(build_model("unet", 19)) / count_parameters(build_model("unet", 19, base_width=8))
+
+
 # --- 01 ---------------------------------------------------------------------------------------------------------
 @answer("01.3", hint="in seglab.labels.CS_LABELS count the labels with 0 <= id <= 33 and trainId 255, and the "
         "distinct categories of those with trainId < 255")
