@@ -33,7 +33,7 @@ def _book_module():
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory, request) -> Path:
     """The folder of notebooks test_notebooks.py executed in this session, or two notebooks executed here."""
-    found = sorted(tmp_path_factory.getbasetemp().glob("notebooks*/executed"))
+    found = sorted(tmp_path_factory.getbasetemp().glob("notebooks[0-9]*/executed"))
     if found and any(found[-1].glob("[0-9][0-9]_*.ipynb")):
         return found[-1]
     import papermill
