@@ -78,6 +78,22 @@ def run_note(notebook) -> str:
             f"cells: {', '.join(f'[{i}] {_seconds(d)}' for i, d in slowest)}.*")
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def static_output(data: dict | None) -> None:
+    """Make an output show in a static page: a GIF (which nbconvert renders as text) as an <img>, a widget (which
+    needs a live kernel) as a note."""
+    if not data:
+        return
+    if "image/gif" in data and "text/html" not in data:
+        data["text/html"] = f'<img src="data:image/gif;base64,{data["image/gif"].strip()}" alt="animated GIF">'
+    if WIDGET in data:
+        del data[WIDGET]
+        data["text/html"] = ("<p><em>An interactive widget: it responds in JupyterLab (open this notebook there); "
+                             "the figures below and the book's home page show what it displays.</em></p>")
+
+
 def notebook_page(source: Path, target: Path, lesson: Path, pages: dict[Path, str]) -> str:
     """Copy the executed notebook ``source`` to ``target`` with its run note after the title cell and the links of
     its Markdown cells pointed at the book's pages (``lesson``: the notebook in the repository, where its links
@@ -91,6 +107,9 @@ def notebook_page(source: Path, target: Path, lesson: Path, pages: dict[Path, st
     # saved widget state would make each page fetch the widget renderer from the internet; offline, the widgets'
     # text fallback shows instead (the comparison app's static figures are outputs of their own)
     notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            static_output(output.get("data"))
     note = nbformat.v4.new_markdown_cell(run_note(notebook))
     first = notebook.cells[0] if notebook.cells else None
     title = source.stem

@@ -8,6 +8,7 @@ pytest's temporary folder; run alone, it executes two quick notebooks itself.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -91,6 +92,11 @@ def test_book_has_every_page_and_no_broken_reference(book, executed):
         assert re.search(r"Executed by papermill on [^<]+ cores[^<]*: [\d.]+ s in all", html), page.name
         assert 'class="highlight-ipynb' in html and re.search(r'<span class="(k|kn|nb|s1|s2)">', html), \
             f"{page.name}: code cells are not highlighted"
+        outputs = [o for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", [])]
+        gifs = sum("image/gif" in o.get("data", {}) for o in outputs)
+        pngs = sum("image/png" in o.get("data", {}) for o in outputs)
+        assert html.count('src="data:image/gif;base64,') >= gifs, f"{page.name}: a GIF is not shown"
+        assert html.count('src="data:image/png;base64,') >= pngs, f"{page.name}: a figure is not shown"
     for doc in (ROOT / "docs").glob("*.md"):
         assert (book / f"{doc.stem}.html").is_file(), f"no page for docs/{doc.name}"
     broken = []
