@@ -152,6 +152,25 @@ def deeplab_image_pooling_parameters() -> int:
 
 
 # --- 06 ---------------------------------------------------------------------------------------------------------
+@answer("06.1", hint="RecurrentConv's weights do not depend on t; its forward calls self.conv once, then t more "
+                     "times")
+def r2unet_t3_parameters_and_runs() -> list[int]:
+    import torch
+
+    model = _meta_model("r2unet", t=3)
+    runs = []
+    model.encoder[0].body[0].conv.register_forward_hook(lambda *_: runs.append(1))
+    model.eval()(torch.zeros(1, 3, 16, 16, device="meta"))
+    return [_parameters("r2unet", t=3), len(runs)]
+
+
+@answer("06.2", hint="count the zeros of dilated_sampling([2, 2, 2, 2]) and of dilated_sampling([1, 2, 2, 2, 2])")
+def gridding_holes() -> list[int]:
+    from seglab.anatomy import dilated_sampling
+
+    return [int((dilated_sampling(rates) == 0).sum()) for rates in ([2, 2, 2, 2], [1, 2, 2, 2, 2])]
+
+
 # --- 07 ---------------------------------------------------------------------------------------------------------
 @answer("07.3", hint="in the warm-up the factor is (step + 1) / warmup_steps; after it, (1 - t) ** 0.9 times lr")
 def _learning_rate_at_step_100(trainer) -> float:

@@ -182,7 +182,9 @@ def check_05(results: dict, out: Path, paths: dict[str, str]) -> None:
 
 
 def check_06(results: dict, out: Path, paths: dict[str, str]) -> None:
-    assert set(results["runs"]) == {"r2unet", "ddunet"}
+    check_library_match(results, "06")
+    assert set(results["library_checks"]) == {"r2unet", "ddunet"} and results["recurrent_calls"] == 3  # t=2: 1 + 2
+    assert results["steps_per_epoch"] == TINY_TRAIN["max_steps"] and set(results["runs"]) == {"r2unet", "ddunet"}
     for name, run in results["runs"].items():
         assert run["epochs"] == 1 and Path(run["checkpoint"]).is_file() and 0 <= run["best_miou"] <= 1
         assert results["params"][name] == n_params(name)
