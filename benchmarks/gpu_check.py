@@ -76,6 +76,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "gpu-check")
     parser.add_argument("--skip-demo", action="store_true", help="leave out the demo preset run")
+    parser.add_argument("--demo-flags", default="--workers 4",
+                        help="flags added to the demo preset's (default: %(default)s, loader processes so that the "
+                             "crops keep up with the GPU; the preset's 0 suits a 2-core CPU)")
     parser.add_argument("--skip-bench", action="store_true", help="leave out the benchmarks")
     args = parser.parse_args()
     import torch
@@ -119,8 +122,8 @@ def main() -> int:
         if not (data / "leftImg8bit").is_dir():
             check.run("synth MiniCity (demo data)", *seglab, "synth", "minicity", "--out", str(data))
         demo = out / "demo"
-        if check.run("demo preset: train", *seglab, "train", "--preset", "minicity_demo", "--out", str(demo),
-                     "--device", "cuda", "--no-progress", "--overwrite"):
+        if check.run(f"demo preset {args.demo_flags}: train", *seglab, "train", "--preset", "minicity_demo", "--out",
+                     str(demo), "--device", "cuda", "--no-progress", "--overwrite", *args.demo_flags.split()):
             seconds = float(check.rows[-1][2])
             check.run("demo preset: evaluate", *seglab, "evaluate", "--checkpoint", str(demo / "best.pt"), "--data",
                       str(data), "--json", str(demo / "metrics.json"),

@@ -68,6 +68,10 @@ class Checkpoint:
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         """Read a checkpoint with the safe unpickler; every failure is a one-line SeglabError naming the fix."""
         path = Path(path)
+        if path.is_dir():
+            inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
+            raise SeglabError(f"{path} is a folder; pass the checkpoint file inside it"
+                              + (f", e.g. {path / inside[0]}" if inside else " (best.pt or last.pt of a run)"))
         if not path.is_file():
             raise SeglabError(f"checkpoint {path} not found; train one with `python -m seglab train` or check the path")
         if not _looks_like_torch_save(path):
@@ -81,7 +85,7 @@ class Checkpoint:
                                   "for safety (seglab loads with weights_only=True): use a checkpoint from a source you trust"
                                   ) from None
             raise SeglabError(f"checkpoint {path} is corrupt; use the run's other checkpoint or train again") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError):
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError):
             raise SeglabError(f"checkpoint {path} is truncated or corrupt; use the run's other checkpoint "
                               "(last.pt / best.pt) or train again") from None
         if not isinstance(state, dict) or "format_version" not in state or "model" not in state:

@@ -303,10 +303,26 @@ class VOCSegmentation(SegmentationDataset):
             raise _empty(split, root, VOC_LAYOUT)
 
 
+DATASET_NAMES = {"cityscapes": "Cityscapes", "voc": "Pascal VOC"}
+
+
+def dataset_layout(root: str | Path) -> str | None:
+    """'cityscapes' or 'voc' when ``root`` holds that dataset's top folders (leftImg8bit/, or VOCdevkit/ or SBD) and
+    not the other's, else None."""
+    root = Path(root)
+    found = {"cityscapes": (root / "leftImg8bit").is_dir(),
+             "voc": (root / "VOCdevkit").is_dir() or find_sbd_root(root) is not None}
+    return next(iter(k for k, v in found.items() if v)) if sum(found.values()) == 1 else None
+
+
 def build_dataset(dataset: str, root: str | Path, split: str, transforms: Callable | None = None,
                   labels: str = "provided") -> SegmentationDataset:
     """The dataset a training run uses: Cityscapes as is (``labels`` picks the label files); VOC trains on SBD
     train when present, else VOC train."""
+    found = dataset_layout(root)
+    if found is not None and found != dataset and dataset in DATASET_NAMES:
+        raise SeglabError(f"{root} holds {DATASET_NAMES[found]} data, not {DATASET_NAMES[dataset]}; pass --dataset "
+                          f"{found}, or --data a {DATASET_NAMES[dataset]} root")
     if dataset == "cityscapes":
         return CityscapesSegmentation(root, split, transforms, labels)
     if dataset == "voc":

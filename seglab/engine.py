@@ -337,6 +337,11 @@ class Trainer:
 
     def run(self) -> pd.DataFrame:
         """Train the remaining epochs; rank 0 writes history.csv, last.pt and best.pt after every epoch."""
+        if self.start_epoch > self.config.epochs:
+            if self.dist.is_main:
+                print(f"nothing to train: {self.out} already holds all {self.config.epochs} epochs; pass a larger "
+                      "--epochs with --resume to train on", flush=True)
+            return pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
         if self.dist.is_main:
             print(self.describe(), flush=True)
             self.out.mkdir(parents=True, exist_ok=True)

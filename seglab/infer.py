@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
 from seglab.files import atomic_write, write_png
-from seglab.data import SegmentationDataset, build_dataset, eval_transforms, find_sbd_root, read_image
+from seglab.data import (DATASET_NAMES, SegmentationDataset, build_dataset, dataset_layout, eval_transforms,
+                         read_image)
 from seglab.errors import SeglabError
 from seglab.labels import TRAINID_TO_ID, LabelSet, get_label_set
 from seglab.metrics import ConfusionMatrix, per_class_table, summary
@@ -236,22 +237,10 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def dataset_layout(root: str | Path) -> str | None:
-    """'cityscapes' or 'voc' when ``root`` holds that dataset's top folders (leftImg8bit/, VOCdevkit/ or SBD), else
-    None."""
-    root = Path(root)
-    if (root / "leftImg8bit").is_dir():
-        return "cityscapes"
-    if (root / "VOCdevkit").is_dir() or find_sbd_root(root) is not None:
-        return "voc"
-    return None
-
-
 def check_data_matches(dataset: str, data: str | Path) -> None:
     """A one-line error when ``data`` holds the other dataset than the one a model was trained on."""
-    found = dataset_layout(data)
+    found, names = dataset_layout(data), DATASET_NAMES
     if found is not None and found != dataset:
-        names = {"cityscapes": "Cityscapes", "voc": "Pascal VOC"}
         raise SeglabError(f"this checkpoint was trained on {names[dataset]} ({get_label_set(dataset).num_classes} "
                           f"classes) but {data} holds {names[found]} data; evaluate it on {names[dataset]} data "
                           f"or use a checkpoint trained on {names[found]}")

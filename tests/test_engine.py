@@ -99,11 +99,15 @@ def test_resume_mid_epoch_two_runs_only_the_remaining_epochs(minicity, tmp_path,
                                   pd.read_csv(tmp_path / "split/history.csv")[columns])
 
 
-def test_refuses_to_overwrite_a_run_without_resume(minicity, tmp_path):
+def test_refuses_to_overwrite_a_run_without_resume(minicity, tmp_path, capsys):
     fit(tiny_config(minicity, tmp_path / "run", epochs=1))
     before = _digest(tmp_path / "run/last.pt")
     with pytest.raises(SeglabError, match="--resume"):
         fit(tiny_config(minicity, tmp_path / "run", epochs=1))
+    capsys.readouterr()
+    assert len(fit(tiny_config(minicity, tmp_path / "run", epochs=1), resume=True)) == 1  # a finished run
+    assert capsys.readouterr().out == (f"nothing to train: {tmp_path / 'run'} already holds all 1 epochs; pass a "
+                                       "larger --epochs with --resume to train on\n")
     assert _digest(tmp_path / "run/last.pt") == before
 
 
