@@ -119,3 +119,30 @@ def test_warmup_epochs_reach_the_trainers_schedule(minicity, tmp_path, warmup_ep
     expected = [0.01 * (s + 1) / warmup if s < warmup else 0.01 * (1 - (s - warmup) / (total - warmup)) ** 0.9
                 for s in range(total)]
     assert seen == pytest.approx(expected)
+
+
+def test_command_line_options_reach_the_run(minicity, tmp_path):
+    """`seglab train` flags end up in the run's config.json and act: the first epoch's LR is the warm-up's first
+    step (lr / (warmup_epochs x steps per epoch)), and a Trainer from the saved config samples crops as asked."""
+    import json
+
+    import pandas as pd
+
+    from seglab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "unet", "--model-options", "base_width=8", "--model-options", "depth=3",
+                 "--data", str(minicity), "--out", str(run), "--epochs", "2", "--max-steps", "2", "--batch-size", "2",
+                 "--crop", "64,128", "--workers", "0", "--precision", "fp32", "--no-progress", "--no-tensorboard",
+                 "--lr", "0.01", "--warmup-epochs", "1.5", "--class-uniform", "0.6", "--cat-max-ratio", "0.55",
+                 "--loss", "ohem", "--ohem-thresh", "0.3", "--ohem-min-kept", "40", "--class-weights", "enet",
+                 "--in-memory"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert {k: saved[k] for k in ("warmup_epochs", "class_uniform", "cat_max_ratio", "loss", "ohem_thresh",
+                                  "ohem_min_kept", "class_weights", "in_memory", "tensorboard")} == {
+        "warmup_epochs": 1.5, "class_uniform": 0.6, "cat_max_ratio": 0.55, "loss": "ohem", "ohem_thresh": 0.3,
+        "ohem_min_kept": 40, "class_weights": "enet", "in_memory": True, "tensorboard": False}
+    assert pd.read_csv(run / "history.csv")["lr"].tolist() == pytest.approx([0.01 * 1 / 3, 0.01 * (2 + 1) / 3])  # steps 0 and 2 of 3
+    assert not list(run.glob("events.out.tfevents.*"))
+    step = _crop_step(train_dataset(TrainConfig.from_dict(saved)))
+    assert (step.class_uniform, step.cat_max_ratio) == (0.6, 0.55)
