@@ -92,7 +92,8 @@ def main() -> int:
     started = time.perf_counter()
     seglab = ["-m", "seglab"]
     small = out / "minicity_small"
-    check.run("CUDA tests", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_metrics.py", "-k", "cuda")
+    check.run("CUDA tests", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_metrics.py",
+              "tests/test_profiling.py", "-k", "cuda")
     check.run("synth small MiniCity", *seglab, "synth", "minicity", "--out", str(small), "--train", "16", "--val",
               "4", "--test", "0", "--overwrite")
     tiny = ["--model-options", "base_width=16", "--data", str(small), "--crop", "128,256", "--batch-size", "4",

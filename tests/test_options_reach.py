@@ -142,7 +142,8 @@ def test_command_line_options_reach_the_run(minicity, tmp_path):
                                   "ohem_min_kept", "class_weights", "in_memory", "tensorboard")} == {
         "warmup_epochs": 1.5, "class_uniform": 0.6, "cat_max_ratio": 0.55, "loss": "ohem", "ohem_thresh": 0.3,
         "ohem_min_kept": 40, "class_weights": "enet", "in_memory": True, "tensorboard": False}
-    assert pd.read_csv(run / "history.csv")["lr"].tolist() == pytest.approx([0.01 * 1 / 3, 0.01 * (2 + 1) / 3])  # steps 0 and 2 of 3
+    warmup = 1.5 * 2  # steps
+    assert pd.read_csv(run / "history.csv")["lr"].tolist() == pytest.approx([0.01 * 1 / warmup, 0.01 * 3 / warmup])
     assert not list(run.glob("events.out.tfevents.*"))
     step = _crop_step(train_dataset(TrainConfig.from_dict(saved)))
     assert (step.class_uniform, step.cat_max_ratio) == (0.6, 0.55)

@@ -77,3 +77,26 @@ def test_profile_checks_every_model_name_before_profiling(capsys):
     assert captured.out == ""  # nothing was profiled
     err = captured.err.strip()
     assert err.startswith("error: unknown model 'fcn8'") and "\n" not in err and "SeglabError" not in err
+
+
+class CudaWorkspaceOnce(AutotunedOnce):
+    """AutotunedOnce with its buffers on the GPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            torch.empty(WORKSPACE, dtype=torch.uint8, device=x.device)
+        torch.empty(ACTIVATIONS, dtype=torch.uint8, device=x.device)
+        return x
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_peak_is_the_timed_runs_and_the_warmup_peak_is_apart():
+    """The same bookkeeping on the CUDA allocator's own counters (run by make gpu-check)."""
+    from seglab.profiling import CudaMemory
+
+    device = torch.device("cuda")
+    inputs = torch.zeros(1, device=device)
+    _, peak, warmup_peak = time_forward_with_memory(CudaWorkspaceOnce(), inputs, "fp32", CudaMemory(device), 2, 3)
+    assert ACTIVATIONS <= peak < ACTIVATIONS + 2**20
+    assert WORKSPACE <= warmup_peak < WORKSPACE + ACTIVATIONS + 2**20
