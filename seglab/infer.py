@@ -185,7 +185,8 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
     """
     images, others = list_images(images_dir)
     if not images:
-        raise SeglabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {images_dir}")
+        where = f"{images_dir} is not an image file" if Path(images_dir).is_file() else f"no images found in {images_dir}"
+        raise SeglabError(f"{where}; pass --images with {'/'.join(IMAGE_SUFFIXES)} files or a folder of them")
     base = Path(images_dir) if Path(images_dir).is_dir() else Path(images_dir).parent
     out_dir = Path(out_dir)
     model.eval()

@@ -274,7 +274,7 @@ CASES: list[tuple[str, Callable[[World], list[str] | Callable], str]] = [
     ("cli: predict on a folder whose only image is unreadable", only_image_unreadable,
      "none of the 1 image(s)"),
     ("cli: predict on a text file", lambda w: ["predict", "--checkpoint", str(w.checkpoint), "--images",
-                                              str(w.checkpoint), "--out", str(w.tmp / "p")], "no images"),
+                                              str(w.checkpoint), "--out", str(w.tmp / "p")], "unet.pt is not an image file"),
     ("data: --dataset voc on Cityscapes data", lambda w: train_args(w.city, w.tmp / "run", "--dataset", "voc"),
      "holds Cityscapes data, not Pascal VOC; pass --dataset cityscapes"),
     ("checkpoint: missing file", lambda w: ["evaluate", "--checkpoint", str(w.tmp / "none.pt"), "--data",
