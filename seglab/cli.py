@@ -256,9 +256,11 @@ def _model_source(args: argparse.Namespace):
             raise SeglabError("--model-options goes with --model; a checkpoint already holds its model's options")
         record = Checkpoint.load(args.checkpoint)
         if args.dataset is not None and args.dataset != record.dataset:
-            raise SeglabError(f"this checkpoint was trained on {record.dataset} ({len(record.class_names)} classes), "
-                              f"not {args.dataset}; drop --dataset (a checkpoint knows its classes) or use a "
-                              f"checkpoint trained on {args.dataset}")
+            from seglab.data import DATASET_NAMES as names
+
+            raise SeglabError(f"this checkpoint was trained on {names[record.dataset]} ({len(record.class_names)} "
+                              f"classes), not {names[args.dataset]}; drop --dataset (a checkpoint knows its classes) "
+                              f"or use a checkpoint trained on {names[args.dataset]}")
         return record
     from seglab.labels import get_label_set
     from seglab.models import build_model

@@ -167,8 +167,8 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
     if folder.is_file():
         return ([folder], []) if folder.suffix.lower() in IMAGE_SUFFIXES else ([], [folder])
     if not folder.is_dir():
-        raise SeglabError(f"image folder {folder} does not exist; pass --images with a folder of .jpg/.png files "
-                          "or one image file")
+        raise SeglabError(f"{folder} does not exist; pass --images with a folder of .jpg/.png files or one image "
+                          "file")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]

@@ -264,7 +264,7 @@ CASES: list[tuple[str, Callable[[World], list[str] | Callable], str]] = [
      "this checkpoint was trained on Pascal VOC (21 classes) but"),
     ("checkpoint: --dataset other than the checkpoint's",
      lambda w: ["evaluate", "--checkpoint", str(voc_checkpoint(w)), "--dataset", "cityscapes", "--data", str(w.city)],
-     "this checkpoint was trained on voc (21 classes), not cityscapes"),
+     "this checkpoint was trained on Pascal VOC (21 classes), not Cityscapes"),
     ("cli: evaluate a downloadable model on missing data (before any download)",
      lambda w: ["evaluate", "--model", "tv_lraspp_mobilenet_v3_large", "--model-options", "weights=DEFAULT",
                 "--data", str(w.tmp / "novoc")], "Pascal VOC root not found"),
