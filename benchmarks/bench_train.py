@@ -22,6 +22,9 @@ the caches). Then one model trains ``--curve-steps`` steps in both arms on
 the same batches, and both are validated. Writes ``outputs/benchmarks/train.csv``, ``train_curve.csv``, ``train.png``.
 
     .venv/bin/python benchmarks/bench_train.py [--models unet,fcn8s] [--crop 256,512 --batch 2,8] [--curve-steps 80]
+
+A short GPU run at 1024x2048 (make gpu-check, about a minute): ``--device cuda --models unet,fcn8s --crop 1024,2048
+--data-size 1024,2048 --train-frames 8 --val-frames 2 --batch 2 --steps 5 --curve-steps 20``.
 """
 from __future__ import annotations
 
