@@ -281,7 +281,7 @@ def _gpu_section(path: Path) -> list[str]:
     """One measurement log as Markdown: what ran, the figures, and what is missing."""
     from benchmarks.bench_infer import OLDER_GPU_FIGURES
 
-    OLDER_GPU_FIGURES = dict(OLDER_GPU_FIGURES)  # noqa: N806 (each model's older figure is shown once, on its first row)
+    older_figures = dict(OLDER_GPU_FIGURES)  # each model's older figure is shown once, on its first row
     log = parse_gpu_log(path.read_text())
     lines = [f"### {path.name}", "", f"{log['title']}. Machine: {log['machine']}. Source: "
              f"[`benchmarks/measurements/{path.name}`](../benchmarks/measurements/{path.name}).", ""]
@@ -290,8 +290,8 @@ def _gpu_section(path: Path) -> list[str]:
     recipe = log["recipe"]
     if recipe["best"]:
         lines += ["**Demo preset** (`minicity_demo`, the recipe of notebook 07): "
-                  f"{recipe['epochs']} epochs in {recipe['seconds']} s (the whole step, start-up included), best val mIoU "
-                  f"{recipe['best']} (epoch {recipe['best_epoch']})" + (f"; on val frames generated with another "
+                  f"{recipe['epochs']} epochs in {recipe['seconds']} s (the whole step, start-up included), best val "
+                  f"mIoU {recipe['best']} (epoch {recipe['best_epoch']})" + (f"; on val frames generated with another "
                   f"seed mIoU {float(recipe['other_val']):.4f} with {recipe['other_classes']}/19 classes above IoU 0"
                   if recipe["other_val"] else "") + ".", ""]
     if log["infer"]:
@@ -299,7 +299,7 @@ def _gpu_section(path: Path) -> list[str]:
                   "", "| model | precision | latency | peak memory | achieved GFLOP/s | older repositories |",
                   "| --- | --- | ---: | ---: | ---: | --- |"]
         for row in log["infer"]:
-            older = OLDER_GPU_FIGURES.pop(row["model"], None) if row["model"] in OLDER_GPU_FIGURES else None
+            older = older_figures.pop(row["model"], None)
             memory = f"{int(row['peak_mb']):,} MB" if row["precision"] != "fp32" else "see note"
             lines.append(f"| `{row['model']}` | {row['precision']} | {row['latency_ms']} ms | {memory} | "
                          f"{float(row['gflops']):,.0f} | {f'{older[0]} s, {older[1]} GB' if older else ''} |")

@@ -28,6 +28,16 @@ DOCS = ROOT / "docs"
 REFERENCE = ["options.md", "presets.md", "cli.md", "models.md", "model-notes.md", "training.md", "metrics.md",
              "data.md", "real-data.md", "performance.md", "troubleshooting.md"]
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+# MathJax 2 from the jupyter-server-mathjax package, copied into the book so that formulas render offline; the URL
+# is relative to the notebook pages, which all sit in notebooks/
+MATHJAX_URL = "../mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/book"
+# the package ships the STIX-Web fonts (as the Jupyter Notebook configures MathJax), not the default TeX fonts,
+# and no fast preview, whose PreviewHTML output wants the TeX fonts
+MATHJAX_CONFIG = """MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], imageFont: null, preferredFont: null,
+                                      webFont: "STIX-Web"},
+                    "fast-preview": {disabled: true}, menuSettings: {CHTMLpreview: false}});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/book.js");
+"""
 
 
 # ------------------------------------------------------------------------------------------------ the machine
@@ -157,7 +167,7 @@ def config(src: Path, site: Path, nav: list) -> dict:
         "docs_dir": str(src), "site_dir": str(site), "use_directory_urls": False, "nav": nav,
         "theme": {"name": "material", "font": False, "features": ["navigation.sections", "toc.follow"]},
         "plugins": ["search", {"mkdocs-jupyter": {"execute": False, "include_source": False,
-                                                  "ignore_h1_titles": True}}],
+                                                  "ignore_h1_titles": True, "custom_mathjax_url": MATHJAX_URL}}],
         "markdown_extensions": ["tables", "admonition", {"toc": {"permalink": True}}, "pymdownx.superfences",
                                 {"pymdownx.highlight": {"use_pygments": True}}],
     }
@@ -180,20 +190,25 @@ def build(notebooks: Path, site: Path) -> Path:
         pages |= {p.resolve(): f"images/{p.name}" for p in sorted((DOCS / "images").glob("*")) if p.is_file()}
         for path in executed:
             pages[(ROOT / "notebooks" / path.name).resolve()] = f"notebooks/{path.name}"
-        for path in solutions:
-            pages[(ROOT / "notebooks" / "solutions" / path.name).resolve()] = f"notebooks/solutions/{path.name}"
+        for path in solutions:  # beside the lessons (NN_solutions.ipynb), so every notebook page has one depth
+            pages[(ROOT / "notebooks" / "solutions" / path.name).resolve()] = f"notebooks/{path.name}"
         for source, book_path in list(pages.items()):
             if source.suffix == ".md":
                 (src / book_path).write_text(rewrite_links(source.read_text(), source, pages))
         nav_notebooks = [{notebook_page(p, src / "notebooks" / p.name, ROOT / "notebooks" / p.name, pages):
                           f"notebooks/{p.name}"} for p in executed]
-        nav_solutions = [{notebook_page(p, src / "notebooks" / "solutions" / p.name,
-                                        ROOT / "notebooks" / "solutions" / p.name, pages):
-                          f"notebooks/solutions/{p.name}"} for p in solutions]
+        nav_solutions = [{notebook_page(p, src / "notebooks" / p.name, ROOT / "notebooks" / "solutions" / p.name,
+                                        pages): f"notebooks/{p.name}"} for p in solutions]
         for source, book_path in pages.items():  # images and other files the pages show
             if source.suffix not in (".md", ".ipynb"):
                 (src / book_path).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, src / book_path)
+        import jupyter_server_mathjax
+
+        shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", src / "mathjax",
+                        ignore=shutil.ignore_patterns("png", "*.py"))  # the PNG fonts are a fallback of old browsers
+        (src / "mathjax" / "config" / "local").mkdir(parents=True, exist_ok=True)
+        (src / "mathjax" / "config" / "local" / "book.js").write_text(MATHJAX_CONFIG)
         nav = [{"Home": "index.md"}, {"Notebooks": nav_notebooks}]
         nav += [{"Solutions": nav_solutions}] if nav_solutions else []
         nav += [{"Reference": [{_title(p): p.name} for p in docs]}]
