@@ -375,6 +375,7 @@ def main() -> None:
     if (args.out / "ratios.csv").is_file():
         text = summary_markdown(args.out)
         atomic_write(args.out / "summary.md", lambda tmp: Path(tmp).write_text(text))
+        print(text, end="")
     page = performance_markdown(args.out)
     atomic_write(args.page, lambda tmp: Path(tmp).write_text(page))
     print(f"wrote {args.page}")

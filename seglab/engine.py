@@ -156,7 +156,7 @@ class Trainer:
         self.model = model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.train_model = DistributedDataParallel(model, device_ids=device_ids) if self.dist.enabled else model
-        if getattr(config, "compile", False):  # TrainConfig.compile: kernels fused once, then reused every step
+        if config.compile:  # kernels fused once, then reused every step
             self.train_model = torch.compile(self.train_model)
 
         weights = None

@@ -136,7 +136,7 @@ def build_report(out_dir: str | Path = "outputs") -> str:
             status = f" — **error** in {info['error']}" if info["error"] else ""
             parts.append(f"- [{path.stem}]({_link(path, out_dir)}): {info['title']}{status}")
     else:
-        parts.append("No executed notebooks yet (`make demo` writes them to notebooks/).")
+        parts.append(f"No executed notebooks yet (`make demo` writes them to {out_dir / 'notebooks'}).")
     parts.append("")
 
     parts += ["## Model comparison", ""]

@@ -106,6 +106,16 @@ def test_class_weights_reach_the_trainers_loss(minicity, tmp_path):
     np.testing.assert_allclose(trainer.criterion.weight.numpy(), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("compile_model", [True, False])
+def test_compile_reaches_the_model_the_trainer_steps(minicity, tmp_path, compile_model):
+    """--compile wraps the stepped model in torch.compile (compiled lazily, at the first step); the weights the
+    trainer saves stay the plain model's."""
+    trainer = Trainer(_config(minicity, tmp_path / "run", compile=compile_model))
+    compiled = isinstance(trainer.train_model, torch._dynamo.eval_frame.OptimizedModule)
+    assert compiled is compile_model
+    assert getattr(trainer.train_model, "_orig_mod", trainer.train_model) is trainer.model
+
+
 @pytest.mark.parametrize("warmup_epochs", [1.5, 0.0])
 def test_warmup_epochs_reach_the_trainers_schedule(minicity, tmp_path, warmup_epochs):
     """The LR of each step: linear warm-up over warmup_epochs x steps_per_epoch steps to the peak, then poly decay."""
