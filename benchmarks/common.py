@@ -363,6 +363,21 @@ def performance_markdown(out: Path, measurements: Path = MEASUREMENTS) -> str:
         lines += _gpu_section(log)
     if not logs:
         lines += ["No measurement logs.", ""]
+    lines += ["## How peak GPU memory is measured", "",
+              "On CUDA, `seglab.profiling` reports the peak tensor memory of the timed runs only: the peak counter is "
+              "reset after the warm-up, where cuDNN's autotuner (benchmark mode) tries algorithms with large "
+              "workspaces; the warm-up's own peak is the separate column `warmup_peak_memory_mb`. The bookkeeping is "
+              "tested on the CPU against Python's `tracemalloc` (`tests/test_profiling.py`: a model whose first "
+              "forward grabs a large buffer must not raise the reported peak), and on a GPU's own counters by "
+              "`make gpu-check`.", "",
+              "## `make gpu-check`", "",
+              "One command for a machine with a CUDA GPU (about 5 minutes on one GPU; without one it refuses in one "
+              "line): the CUDA tests; on a 16-frame MiniCity in fp32, bf16 and fp16 every command (train, resume, "
+              "evaluate with scales + flip and with a window, predict, profile at 1024x2048, export); the demo preset "
+              "against its target (val mIoU >= 0.50 with 19/19 classes) with the time it took; short inference and "
+              "training benchmarks at 1024x2048. It writes `outputs/gpu-check/gpu_check.log` and the table "
+              "`outputs/gpu-check/gpu_check.md`; saved under `benchmarks/measurements/` in the same format, the log "
+              "appears on this page.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
