@@ -282,7 +282,7 @@ def plot_predictions(model: nn.Module, dataset: Any, label_set: LabelSet, indice
     the transforms and size the model was validated with). The model runs on its own device, in eval mode.
     """
     from seglab.data import denormalize
-    from seglab.infer import predict_logits
+    from seglab.infer import predict_labels
     from seglab.metrics import ConfusionMatrix
     from seglab.viz import _pyplot, colorize
 
@@ -300,7 +300,7 @@ def plot_predictions(model: nn.Module, dataset: Any, label_set: LabelSet, indice
     with torch.inference_mode():
         for row, index in zip(axes, indices):
             image, target = dataset[index]
-            prediction = predict_logits(model, image[None].to(device), precision=precision).argmax(1)[0].cpu()
+            prediction = predict_labels(model, image[None].to(device), precision=precision)[0].cpu()
             miou = ConfusionMatrix(label_set.num_classes).update(prediction, target).miou()
             panels = [(denormalize(image), f"image {index}"), (colorize(target, label_set), "ground truth"),
                       (colorize(prediction, label_set), f"prediction (image mIoU {miou:.2f})")]

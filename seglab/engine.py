@@ -26,7 +26,7 @@ from seglab.checkpoint import Checkpoint, unwrap
 from seglab.files import atomic_write
 from seglab.data import class_frequencies, denormalize, weights_from_counts, train_dataset, val_dataset
 from seglab.errors import SeglabError
-from seglab.infer import evaluate, predict_logits
+from seglab.infer import evaluate, predict_labels
 from seglab.losses import SegmentationLoss
 from seglab.metrics import all_reduce, summary
 from seglab.labels import get_label_set
@@ -311,9 +311,8 @@ class Trainer:
         panels = []
         for index in range(min(count, len(self.val_set))):
             image, target = self.val_set[index]
-            logits = predict_logits(self.model, image[None].to(self.device), precision=self.precision,
-                                    channels_last=self.config.channels_last)
-            prediction = logits.argmax(1)[0].to(torch.uint8).cpu()
+            prediction = predict_labels(self.model, image[None].to(self.device), precision=self.precision,
+                                        channels_last=self.config.channels_last)[0].to(torch.uint8).cpu()
             panels.append(triptych(denormalize(image), target, prediction, self.label_set))
         return panels
 

@@ -100,6 +100,19 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "
     return total / len(scales)
 
 
+def predict_labels(model: nn.Module, images: torch.Tensor, *, size: tuple[int, int] | None = None,
+                   window: tuple[int, int] | str | None = "auto", **options) -> torch.Tensor:
+    """Label maps (N, H, W): the argmax of ``predict_logits`` (``options``: precision, flip, scales, channels_last),
+    at ``size`` when given. ``window="auto"`` slides a window over images of more than AUTO_WINDOW_PIXELS. Every path
+    that shows or writes a label map (predict, the comparison app, the anatomy plots, TensorBoard) calls this."""
+    if window == "auto":
+        window = DEFAULT_WINDOW if images.shape[-2] * images.shape[-1] > AUTO_WINDOW_PIXELS else None
+    logits = predict_logits(model, images, window=window, **options)
+    if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return logits.argmax(1)
+
+
 def export_name(image_path: Path) -> Path:
     """Benchmark-server path of a prediction: ``<city>/<city>_<seq>_<frame>_leftImg8bit.png``."""
     return Path(image_path.parent.name) / image_path.name
@@ -181,7 +194,8 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
                    channels_last: bool = False, alpha: float = 0.5, progress: bool = True) -> dict:
     """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
 
-    Unreadable files are skipped and reported; images larger than AUTO_WINDOW_PIXELS use a sliding window.
+    Unreadable files are skipped and reported; without ``window``, images larger than AUTO_WINDOW_PIXELS use a sliding
+    window.
     """
     images, others = list_images(images_dir)
     if not images:
@@ -199,10 +213,8 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
             skipped.append((path, str(exc)))
             continue
         tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).unsqueeze(0).to(device)
-        use_window = window or (DEFAULT_WINDOW if image.shape[0] * image.shape[1] > AUTO_WINDOW_PIXELS else None)
-        logits = predict_logits(model, tensor, precision=precision, flip=flip, window=use_window, scales=scales,
-                                channels_last=channels_last)
-        label = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        label = predict_labels(model, tensor, precision=precision, flip=flip, window=window or "auto", scales=scales,
+                               channels_last=channels_last)[0].to(torch.uint8).cpu().numpy()
         stem = out_dir / path.relative_to(base).with_suffix("")
         write_png(stem.parent / f"{stem.name}_label.png", label)
         write_png(stem.parent / f"{stem.name}_overlay.png", overlay(image, label, label_set, alpha))

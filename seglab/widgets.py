@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torchvision import tv_tensors
 
 from seglab import infer, viz
@@ -90,7 +89,7 @@ class CompareApp:
     ``device`` with ``precision`` ('auto' = bf16 where the hardware has it, else fp32). Each model sees the image
     resized by ``scale`` (None: the ``val_scale`` its run validated at, as stored in the checkpoint; 1: native size)
     and its logits are resized back, so every panel and score is at the ground truth's resolution. ``tta_scales``
-    and ``flip`` turn on multi-scale and flip test-time augmentation (see ``seglab.infer.predict_logits``). The widget
+    and ``flip`` turn on multi-scale and flip test-time augmentation (see ``seglab.infer.predict_labels``). The widget
     shows panels at most ``display_width`` pixels wide; at most ``cache_size`` predictions are kept.
     """
 
@@ -178,12 +177,9 @@ class CompareApp:
         factor = self.scales[name]
         size = None if factor == 1.0 else max(1, round(min(height, width) * factor))  # shorter side, as in training
         tensor = eval_transforms(size)(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
-        window = infer.DEFAULT_WINDOW if tensor.shape[-2] * tensor.shape[-1] > infer.AUTO_WINDOW_PIXELS else None
-        logits = infer.predict_logits(self.models[name], tensor.unsqueeze(0).to(self.device),
-                                      precision=self.precision, window=window, channels_last=True, **self.tta)
-        if logits.shape[-2:] != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        prediction = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        labels = infer.predict_labels(self.models[name], tensor.unsqueeze(0).to(self.device), size=(height, width),
+                                      precision=self.precision, channels_last=True, **self.tta)
+        prediction = labels[0].to(torch.uint8).cpu().numpy()
         self._predictions[key] = prediction
         while len(self._predictions) > self.cache_size:
             self._predictions.popitem(last=False)

@@ -129,3 +129,37 @@ def test_sliding_window_blends_tiles_as_mmsegmentation_does(window, overlap):
     torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
     whole = TilePosition()(images)
     assert not torch.allclose(tiled[:, :2], whole[:, :2])  # the tiles do show in the result
+
+
+def test_every_path_draws_the_same_label_map(tiny_checkpoint, minicity, tmp_path):
+    """The evaluation, predict_folder, the comparison app and predict_labels itself give one image the same labels."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from seglab.checkpoint import model_from_checkpoint
+    from seglab.data import build_dataset
+    from seglab.infer import iter_predictions, predict_folder, predict_labels
+    from seglab.labels import CITYSCAPES
+    from seglab.widgets import CompareApp
+
+    model = model_from_checkpoint(tiny_checkpoint)[0].to(memory_format=torch.channels_last).eval()
+    dataset = build_dataset("cityscapes", minicity, "val")
+    image, _ = dataset[0]
+    with torch.inference_mode():
+        direct = predict_labels(model, image[None], channels_last=True)[0]
+    _, logits, _ = next(iter_predictions(model, dataset, torch.device("cpu"), progress=False, channels_last=True))
+    evaluated = logits.argmax(1)[0]
+    app = CompareApp([tiny_checkpoint], minicity, device="cpu", precision="fp32", scale=1.0)
+    shown = torch.from_numpy(app.predict(app.names[0], 0).astype(np.int64))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(dataset.image_path(0), folder)
+    predict_folder(model, CITYSCAPES, folder, tmp_path / "out", torch.device("cpu"), channels_last=True,
+                   progress=False)
+    (label_png,) = (tmp_path / "out").glob("*_label.png")
+    written = torch.from_numpy(np.asarray(Image.open(label_png)).astype(np.int64))
+    assert direct.shape == image.shape[-2:] and len(direct.unique()) > 1  # a real, varied prediction
+    for other in (evaluated, shown, written):
+        assert torch.equal(direct, other)
