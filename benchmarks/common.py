@@ -206,26 +206,13 @@ def record_ratios(out: Path, rows: list[dict]) -> None:
 
 
 def summary_markdown(out: Path) -> str:
-    """The ratios of ``<out>/ratios.csv`` as a Markdown table (the README's performance table)."""
+    """The ratios of ``<out>/ratios.csv`` as Markdown tables, one per machine (the table of the performance page)."""
     import pandas as pd
 
     path = out / "ratios.csv"
     if not path.is_file():
         raise SystemExit(f"error: {path} does not exist; run `make bench` (or a benchmarks/bench_*.py script) first")
-    table = pd.read_csv(path)
-    lines = ["| benchmark | figure | seglab | peer | ratio | target | notes |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for row in table.itertuples():
-        target = "" if pd.isna(row.target) else f"≥ {row.target:g}× ({'met' if row.met else 'not met'})"
-        notes = "" if pd.isna(row.detail) else row.detail
-        lines.append(f"| {row.benchmark} | {row.figure} | {row.seglab:.3g} | {row.peer:.3g} {row.peer_name} "
-                     f"| **{row.ratio:.2f}×** | {target} | {notes} |")
-    lines.append("")
-    for name, rows in table.groupby("machine", sort=False):
-        when = ", ".join(sorted(set(rows["date"].astype(str))))
-        lines.append(f"Taken {when} on {name}; 1-minute load average during the runs "
-                     f"{rows['load'].min():.1f}–{rows['load'].max():.1f}.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(_ratio_table(pd.read_csv(path)))
 
 
 # ------------------------------------------------------------------------------------------------ the performance page

@@ -100,7 +100,7 @@ def test_summary_table_lists_every_ratio_with_its_notes(tmp_path):
     printed = _run("common.py", str(tmp_path), "--page", str(tmp_path / "performance.md"))
     rows = [line for line in printed.splitlines() if line.startswith("| evaluation |")]
     assert len(rows) == len(_ratios(tmp_path, "evaluation")) and "identical confusion matrix" in rows[0]
-    assert printed.startswith((tmp_path / "summary.md").read_text()) and "Taken " in printed
+    assert printed.startswith((tmp_path / "summary.md").read_text()) and "Measured " in printed
     assert (tmp_path / "performance.md").is_file()  # the page goes where --page says, never into the checkout
 
 
