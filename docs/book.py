@@ -89,6 +89,13 @@ def run_note(notebook) -> str:
 
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
+PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")  # tqdm's text: "evaluate:  40%|####  | 4/10 [00:01<00:02, ...]"
+
+
+def is_progress_bar(output: dict) -> bool:
+    """A tqdm progress bar (a widget in a notebook): its saved text is its first frame, so the page leaves it out."""
+    data = output.get("data") or {}
+    return WIDGET in data and bool(PROGRESS_BAR.search(data.get("text/plain", "")))
 
 
 def static_output(data: dict | None) -> None:
@@ -118,6 +125,8 @@ def notebook_page(source: Path, target: Path, lesson: Path, pages: dict[Path, st
     # text fallback shows instead (the comparison app's static figures are outputs of their own)
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
+        if "outputs" in cell:
+            cell.outputs = [output for output in cell.outputs if not is_progress_bar(output)]
         for output in cell.get("outputs", []):
             static_output(output.get("data"))
     note = nbformat.v4.new_markdown_cell(run_note(notebook))

@@ -158,3 +158,13 @@ def test_book_in_chromium(book):
         page.goto(first.as_uri())
         page.screenshot(path=str(SCREENSHOTS / "book_notebook.png"))
     assert (SCREENSHOTS / "book_home.png").stat().st_size > 10_000
+
+
+def test_progress_bars_stay_out_of_the_pages_and_other_widgets_get_a_note():
+    book = _book_module()
+    widget = "application/vnd.jupyter.widget-view+json"
+    bar = {"output_type": "display_data", "data": {widget: {}, "text/plain": "evaluate:   0%|   | 0/10 [00:00<?, ?it/s]"}}
+    app = {"output_type": "display_data", "data": {widget: {}, "text/plain": "VBox(children=(HTML(value='…'),))"}}
+    assert book.is_progress_bar(bar) and not book.is_progress_bar(app)
+    book.static_output(app["data"])
+    assert widget not in app["data"] and "interactive widget" in app["data"]["text/html"]
