@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout even before `pip install -e .`
-from benchmarks.common import (DEFAULT_OUT, ROOT, machine, ratio_row, record_ratios, save_plot,  # noqa: E402,I001
+from benchmarks.common import (DEFAULT_OUT, machine, ratio_row, record_ratios, save_plot,  # noqa: E402,I001
                                write_csv)
 
 import torch  # noqa: E402

@@ -20,9 +20,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 from papermill.translators import PythonTranslator
 
-from seglab.config import TrainConfig
 from seglab.data import VOCSegmentation, build_dataset
-from seglab.engine import fit
 from seglab.files import read_label_png
 from seglab.models import build_model
 

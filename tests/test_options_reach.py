@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from seglab.config import TrainConfig
 from seglab.data import RandomScaleRotateCrop, class_frequencies, train_dataset, val_dataset

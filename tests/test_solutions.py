@@ -11,7 +11,7 @@ import pytest
 from papermill.translators import PythonTranslator
 
 from conftest import TINY_TRAIN, TINY_UNET
-from test_notebooks import CELL_TIMEOUT, ROOT, parameters_cell, run_notebook
+from test_notebooks import ROOT, parameters_cell, run_notebook
 
 from seglab.exercises import ANSWERS
 
