@@ -128,7 +128,7 @@ def run(args) -> object:
     import pandas as pd
     from PIL import Image
 
-    from seglab.synth import generate_minicity
+    from seglab.toolbox.synth import generate_minicity
 
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         root = args.data

@@ -2,7 +2,7 @@
 machine's own fp32 and bf16 matmul peak measured in the same run, and seglab's DeepLabV3+ ResNet-50 next to
 torchvision's deeplabv3_resnet50 at the same precision and size.
 
-Every (model, precision) is measured by ``seglab.profiling.profile_model`` in a fresh process (warm-up, then the median
+Every (model, precision) is measured by ``seglab.toolbox.profiling.profile_model`` in a fresh process (warm-up, then the median
 of the timed forwards under ``torch.inference_mode`` with channels_last; FLOPs counted on the meta device; CPU memory =
 peak resident set size of that process above its size before the first forward; CUDA memory = peak allocated during
 the timed runs, after the warm-up in which cuDNN's autotuner tries large workspaces, whose peak is the
@@ -62,7 +62,7 @@ def comparison_configs() -> list[Config]:
 
 def measure(config: Config, precision: str, args) -> dict:
     """profile_model for one config and precision (isolated process), with the config's label."""
-    from seglab.profiling import profile_model
+    from seglab.toolbox.profiling import profile_model
 
     builder = None
     if config.peer:
@@ -144,7 +144,7 @@ def run(args) -> tuple:
     import pandas as pd
 
     from seglab.models import NATIVE_MODEL_NAMES
-    from seglab.runtime import resolve_device, resolve_precision
+    from seglab.toolbox.runtime import resolve_device, resolve_precision
 
     args.device = str(resolve_device(args.device))
     fast = resolve_precision("auto", resolve_device(args.device))  # bf16 only where the hardware runs it natively

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from benchmarks.common import (DEFAULT_OUT, alternate, barh, cores, machine, ratio_row, record_ratios,  # noqa: E402
                                save_plot, write_csv)
 from seglab import masks  # noqa: E402
-from seglab.synth import generate_minicity  # noqa: E402
+from seglab.toolbox.synth import generate_minicity  # noqa: E402
 
 OFFICIAL_ENCODING = {"labelIds": "ids", "labelTrainIds": "trainIds", "color": "color"}
 

@@ -188,7 +188,7 @@ def run_ablation(data: Path, work: Path, args) -> list[dict]:
         frames = overrides.pop("train_frames", None)
         row_data = data
         if frames:  # the same generator and val split, fewer training frames
-            from seglab.synth import generate_minicity
+            from seglab.toolbox.synth import generate_minicity
 
             row_data = work / f"minicity_{frames}"
             if not row_data.exists():
@@ -230,7 +230,7 @@ def plot(table, path: Path, headline: str) -> None:
 def run(args) -> str:
     import pandas as pd
 
-    from seglab.synth import generate_minicity
+    from seglab.toolbox.synth import generate_minicity
 
     recipe = demo_recipe()
     with tempfile.TemporaryDirectory(prefix="bench_recipe_") as tmp:

@@ -45,7 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from seglab.labels import IGNORE_INDEX  # noqa: E402
-from seglab.profiling import step_flops  # noqa: E402
+from seglab.toolbox.profiling import step_flops  # noqa: E402
 
 TARGET = 2.5  # the issue's goal for images/s, seglab defaults over the plain fp32 loop
 
@@ -96,7 +96,7 @@ def draw_batches(dataset, batch: int, count: int, seed: int) -> list[tuple[torch
 def alternate_steps(plain, seglab, batches, seed: int, warmup: int) -> dict[str, list]:
     """Run both arms over ``batches`` step by step, alternating; returns per-step wall seconds, CPU seconds (all
     threads of this process) and losses of each."""
-    from seglab.runtime import synchronize
+    from seglab.toolbox.runtime import synchronize
 
     record: dict[str, list] = {f"{arm}_{what}": [] for arm in ("plain", "seglab") for what in ("s", "cpu", "loss")}
     for step, (images, targets) in enumerate(batches):
@@ -220,7 +220,7 @@ def prepare_data(args, tmp: Path) -> Path:
     """The dataset to train on: ``--data`` as given, else a fresh MiniCity in a temporary folder."""
     if args.data is not None:
         return args.data
-    from seglab.synth import generate_minicity
+    from seglab.toolbox.synth import generate_minicity
 
     root = tmp / "minicity"
     generate_minicity(root, train=args.train_frames, val=args.val_frames, test=0, height=args.data_size[0],
@@ -234,7 +234,7 @@ def run(args) -> tuple:
     from seglab.config import TrainConfig
     from seglab.data import build_dataset
     from seglab.models import NATIVE_MODEL_NAMES
-    from seglab.runtime import resolve_device, resolve_precision
+    from seglab.toolbox.runtime import resolve_device, resolve_precision
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout even before `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from seglab.files import atomic_write  # noqa: E402
+from seglab.toolbox.files import atomic_write  # noqa: E402
 
 DEFAULT_OUT = Path("outputs/benchmarks")
 PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"
@@ -122,7 +122,7 @@ def matmul_gflops(dtype_name: str, device: str, size: int, repeat: int = 3) -> f
     """Best GFLOP/s of an (n x n) @ (n x n) torch.matmul in ``dtype_name``: the dense-math ceiling of the machine."""
     import torch
 
-    from seglab.runtime import synchronize
+    from seglab.toolbox.runtime import synchronize
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
     dev = torch.device(device)
@@ -351,7 +351,7 @@ def performance_markdown(out: Path, measurements: Path = MEASUREMENTS) -> str:
     if not logs:
         lines += ["No measurement logs.", ""]
     lines += ["## How peak GPU memory is measured", "",
-              "On CUDA, `seglab.profiling` reports the peak tensor memory of the timed runs only: the peak counter is "
+              "On CUDA, `seglab.toolbox.profiling` reports the peak tensor memory of the timed runs only: the peak counter is "
               "reset after the warm-up, where cuDNN's autotuner (benchmark mode) tries algorithms with large "
               "workspaces; the warm-up's own peak is the separate column `warmup_peak_memory_mb`. The bookkeeping is "
               "tested on the CPU against Python's `tracemalloc` (`tests/test_profiling.py`: a model whose first "

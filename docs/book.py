@@ -60,7 +60,7 @@ def stamp(paths: list[Path]) -> None:
     import nbformat
 
     sys.path.insert(0, str(ROOT))
-    from seglab.files import atomic_write
+    from seglab.toolbox.files import atomic_write
 
     where = machine()
     for path in paths:

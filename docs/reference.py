@@ -79,13 +79,13 @@ def options_page() -> str:
 
 # ------------------------------------------------------------------------------------------------ command line
 def cli_page() -> str:
-    from seglab import cli
+    from seglab.toolbox import cli
 
     os.environ["COLUMNS"] = "100"  # argparse wraps help at the terminal width: fix it so the page is stable
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {choice.dest: choice.help for choice in commands._choices_actions}
-    lines = _header("Command line", "the argparse parsers in `seglab/cli.py`",
+    lines = _header("Command line", "the argparse parsers in `seglab/toolbox/cli.py`",
                     "`python -m seglab COMMAND` (or `seglab COMMAND` once the package is installed). Every command "
                     "answers bad input with one line, `error: <what is wrong>; <how to fix it>`, and exit status 2; "
                     "[troubleshooting](troubleshooting.md) lists the messages.")
@@ -199,7 +199,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report pages that differ; write nothing")
     args = parser.parse_args()
-    from seglab.files import atomic_write
+    from seglab.toolbox.files import atomic_write
 
     stale = []
     for path, make in PAGES.items():

@@ -1,5 +1,5 @@
 """`python -m seglab ...` entry point."""
-from seglab.cli import main
+from seglab.toolbox.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,7 +19,7 @@ from torch import nn
 from seglab import __version__
 from seglab.config import TrainConfig
 from seglab.errors import SeglabError
-from seglab.files import atomic_write
+from seglab.toolbox.files import atomic_write
 
 FORMAT_VERSION = 2
 

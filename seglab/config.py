@@ -1,7 +1,7 @@
 """`TrainConfig`: the one description of a training run (plain data, no torch import).
 
 Every field carries its help text and, where the values are a fixed set, its choices. `seglab train` makes one
-`--flag` per field from them (seglab.cli), notebooks build the config from their parameters with
+`--flag` per field from them (seglab.toolbox.cli), notebooks build the config from their parameters with
 `TrainConfig.from_params`, and every run saves it as config.json and inside each checkpoint. A recipe is written
 once, as a preset file in seglab/presets/ (`TrainConfig.preset("minicity_demo", epochs=5)`).
 """

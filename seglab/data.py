@@ -19,7 +19,7 @@ from torchvision.transforms import v2
 
 from seglab.config import TrainConfig
 from seglab.errors import SeglabError
-from seglab.files import read_label_png
+from seglab.toolbox.files import read_label_png
 from seglab.labels import CITYSCAPES_NUM_CLASSES, ID_TO_TRAINID, IGNORE_INDEX, VOC_NUM_CLASSES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

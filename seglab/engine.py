@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from seglab.config import HISTORY_COLUMNS, TrainConfig
 from seglab.checkpoint import Checkpoint, unwrap
-from seglab.files import atomic_write
+from seglab.toolbox.files import atomic_write
 from seglab.data import class_frequencies, denormalize, weights_from_counts, train_dataset, val_dataset
 from seglab.errors import SeglabError
 from seglab.infer import evaluate, predict_labels
@@ -31,9 +31,9 @@ from seglab.losses import SegmentationLoss
 from seglab.metrics import all_reduce, summary
 from seglab.labels import get_label_set
 from seglab.models import build_model
-from seglab.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
+from seglab.toolbox.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
                             seed_everything, tune_kernels_for_fixed_shapes)
-from seglab.tensorboard_log import TensorBoardLog
+from seglab.toolbox.tensorboard_log import TensorBoardLog
 from seglab.viz import triptych
 
 

@@ -18,13 +18,13 @@ from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
-from seglab.files import atomic_write, write_png
+from seglab.toolbox.files import atomic_write, write_png
 from seglab.data import (DATASET_NAMES, SegmentationDataset, build_dataset, dataset_layout, eval_transforms,
                          read_image)
 from seglab.errors import SeglabError
 from seglab.labels import TRAINID_TO_ID, LabelSet, get_label_set
 from seglab.metrics import ConfusionMatrix, per_class_table, summary
-from seglab.runtime import autocast, resolve_device, resolve_precision
+from seglab.toolbox.runtime import autocast, resolve_device, resolve_precision
 from seglab.viz import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from seglab.errors import SeglabError
-from seglab.files import atomic_write_bytes, read_label_png, write_png
-from seglab.parallel import default_workers, run_parallel
+from seglab.toolbox.files import atomic_write_bytes, read_label_png, write_png
+from seglab.toolbox.parallel import default_workers, run_parallel
 from seglab.labels import CS_LABELS, ID_TO_COLOR, ID_TO_TRAINID, cityscapes_label
 
 POLYGONS_SUFFIX = "_gtFine_polygons.json"

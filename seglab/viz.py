@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seglab.config import HISTORY_COLUMNS
-from seglab.files import atomic_write
+from seglab.toolbox.files import atomic_write
 from seglab.errors import SeglabError
 from seglab.labels import IGNORE_INDEX, LabelSet
 

@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture(scope="session")
 def minicity(tmp_path_factory) -> Path:
     """A tiny MiniCity (6 train, 3 val, 1 test frames at 128x256)."""
-    from seglab import synth
+    from seglab.toolbox import synth
 
     root = tmp_path_factory.mktemp("minicity")
     synth.generate_minicity(root, train=6, val=3, test=1, height=128, width=256, seed=0, workers=1)
@@ -19,7 +19,7 @@ def minicity(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def minivoc(tmp_path_factory) -> Path:
     """A tiny MiniVOC (VOC + SBD layouts)."""
-    from seglab import synth
+    from seglab.toolbox import synth
 
     root = tmp_path_factory.mktemp("minivoc")
     synth.generate_minivoc(root, train=6, val=4, height=96, width=128, seed=0, workers=1)

@@ -58,7 +58,7 @@ def test_bench_data_smoke(minicity, tmp_path):
 def test_step_flops_counts_forward_and_backward():
     from torch import nn
 
-    from seglab.profiling import step_flops
+    from seglab.toolbox.profiling import step_flops
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 1))
     batch, height, width = 2, 8, 16

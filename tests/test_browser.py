@@ -207,7 +207,7 @@ def demo_checkpoints(name: str = "11_compare_models.ipynb") -> list[Path]:
 def test_compare_widget_in_jupyterlab(browser_ready, minicity, tmp_path):
     from seglab.config import TrainConfig
     from seglab.engine import fit
-    from seglab.files import atomic_write
+    from seglab.toolbox.files import atomic_write
 
     demo, demo_data = demo_checkpoints(), ROOT / "data" / "minicity"
     from_demo = len(demo) >= 2 and (demo_data / "leftImg8bit").is_dir()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from seglab.cli import build_parser, main
+from seglab.toolbox.cli import build_parser, main
 from seglab.config import PRESET_DIR, TrainConfig, field_names, preset_names
 from seglab.errors import SeglabError
 

@@ -21,7 +21,7 @@ DRIVER = '''
 import json, os, sys
 from pathlib import Path
 import torch
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.data import CityscapesSegmentation
 from seglab.engine import Trainer
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.config import TrainConfig
 from seglab.engine import HISTORY_COLUMNS, Trainer, fit, lr_lambda
 from seglab.errors import SeglabError
@@ -129,7 +129,7 @@ def test_bf16_channels_last_training_runs(minicity, tmp_path):
 
 
 def test_cudnn_kernel_tuning_only_on_cuda(monkeypatch):
-    from seglab.runtime import tune_kernels_for_fixed_shapes
+    from seglab.toolbox.runtime import tune_kernels_for_fixed_shapes
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     tune_kernels_for_fixed_shapes(torch.device("cpu"))

@@ -142,7 +142,7 @@ def test_every_path_draws_the_same_label_map(tiny_checkpoint, minicity, tmp_path
     from seglab.data import build_dataset
     from seglab.infer import iter_predictions, predict_folder, predict_labels
     from seglab.labels import CITYSCAPES
-    from seglab.widgets import CompareApp
+    from seglab.toolbox.widgets import CompareApp
 
     model = model_from_checkpoint(tiny_checkpoint)[0].to(memory_format=torch.channels_last).eval()
     dataset = build_dataset("cityscapes", minicity, "val")

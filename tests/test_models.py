@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.models import (MODEL_NAMES, NATIVE_MODEL_NAMES, build_model, count_parameters, list_models,
                            model_options)

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from seglab.checkpoint import Checkpoint
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.infer import predict_logits
 from seglab.models import build_model
-from seglab.widgets import CompareApp
+from seglab.toolbox.widgets import CompareApp
 
 
 class Ramp(nn.Module):

@@ -21,7 +21,7 @@ from papermill.exceptions import PapermillExecutionError
 from papermill.translators import PythonTranslator
 
 from seglab.data import VOCSegmentation, build_dataset
-from seglab.files import read_label_png
+from seglab.toolbox.files import read_label_png
 from seglab.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]

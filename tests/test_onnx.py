@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.models import NATIVE_MODEL_NAMES, build_model
 from seglab.errors import SeglabError
-from seglab.onnx_export import check_onnx, export_onnx, onnx_latency_ms, onnx_logits, onnx_session
+from seglab.toolbox.onnx_export import check_onnx, export_onnx, onnx_latency_ms, onnx_logits, onnx_session
 
 SMALL = {"unet": {"base_width": 8, "depth": 3}, "r2unet": {"base_width": 8, "t": 1},
          "ddunet": {"base_width": 8, "dilations": (1, 2)}, "fcn8s": {"fc_channels": 64}}

@@ -137,7 +137,7 @@ def test_command_line_options_reach_the_run(minicity, tmp_path):
 
     import pandas as pd
 
-    from seglab.cli import main
+    from seglab.toolbox.cli import main
 
     run = tmp_path / "run"
     assert main(["train", "--model", "unet", "--model-options", "base_width=8", "--model-options", "depth=3",

@@ -1,4 +1,4 @@
-"""Peak-memory bookkeeping of seglab.profiling: the peak of the timed runs only, the warm-up's peak apart.
+"""Peak-memory bookkeeping of seglab.toolbox.profiling: the peak of the timed runs only, the warm-up's peak apart.
 
 On CUDA the counters are the caching allocator's (``CudaMemory``); the bookkeeping around them is the same for any
 source, so here it runs on the CPU against Python's tracemalloc, a real allocation counter that NumPy reports its
@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from seglab.cli import main
-from seglab.profiling import time_forward_with_memory
+from seglab.toolbox.cli import main
+from seglab.toolbox.profiling import time_forward_with_memory
 
 WORKSPACE, ACTIVATIONS = 64 * 2**20, 2 * 2**20
 
@@ -93,7 +93,7 @@ class CudaWorkspaceOnce(AutotunedOnce):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_peak_is_the_timed_runs_and_the_warmup_peak_is_apart():
     """The same bookkeeping on the CUDA allocator's own counters (run by make gpu-check)."""
-    from seglab.profiling import CudaMemory
+    from seglab.toolbox.profiling import CudaMemory
 
     device = torch.device("cuda")
     inputs = torch.zeros(1, device=device)

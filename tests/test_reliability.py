@@ -25,14 +25,14 @@ import torch
 from PIL import Image
 
 from seglab import checkpoint as ckpt
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.config import TrainConfig
 from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
 from seglab.engine import Trainer, _TerminateAsInterrupt, fit
 from seglab.errors import SeglabError
 from seglab.masks import generate_masks
 from seglab.models import build_model
-from seglab.nb import begin, declare, parameters
+from seglab.toolbox.nb import begin, declare, parameters
 
 TINY = ["--model-options", "base_width=8", "--model-options", "depth=3"]
 

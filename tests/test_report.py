@@ -1,4 +1,4 @@
-"""The outputs index (seglab.report): links that resolve, the model comparison table, error cells flagged."""
+"""The outputs index (seglab.toolbox.report): links that resolve, the model comparison table, error cells flagged."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,11 @@ import pytest
 
 from seglab.checkpoint import Checkpoint
 from seglab.config import TrainConfig
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.labels import CITYSCAPES_CLASSES
 from seglab.models import build_model
-from seglab.report import markdown_table, notebook_info, run_table, write_report
+from seglab.toolbox.report import markdown_table, notebook_info, run_table, write_report
 from seglab.viz import make_gif
 
 TINY_UNET = {"base_width": 8, "depth": 3}

@@ -1,5 +1,5 @@
 """Every worked solution in notebooks/solutions/ runs under papermill with tiny parameters, solves every exercise of
-its lesson notebook, and passes each one-line answer check it makes (seglab.exercises)."""
+its lesson notebook, and passes each one-line answer check it makes (seglab.toolbox.exercises)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from papermill.translators import PythonTranslator
 from conftest import TINY_TRAIN, TINY_UNET
 from test_notebooks import ROOT, parameters_cell, run_notebook
 
-from seglab.exercises import ANSWERS
+from seglab.toolbox.exercises import ANSWERS
 
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*_solutions.ipynb"))
 
@@ -62,7 +62,7 @@ def test_committed_solutions_are_clean():
 
 
 def test_answer_check_tells_right_from_wrong(capsys):
-    from seglab.exercises import check
+    from seglab.toolbox.exercises import check
 
     import inspect
 

@@ -15,8 +15,8 @@ from scipy.io import loadmat
 from torchvision.datasets import SBDataset, VOCSegmentation
 from torchvision.datasets import Cityscapes as TvCityscapes
 
-from seglab import synth
-from seglab.cli import main
+from seglab.toolbox import synth
+from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.labels import CITYSCAPES_NUM_CLASSES, ID_TO_TRAINID, IGNORE_INDEX, VOC_PALETTE, cityscapes_label
 

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from seglab.checkpoint import Checkpoint, model_from_checkpoint
-from seglab.cli import main
+from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.models import MODEL_NAMES, build_model, model_options
 from seglab.models.torchvision_seg import TORCHVISION_MODELS

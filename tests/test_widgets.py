@@ -1,4 +1,4 @@
-"""The model-comparison app (seglab.widgets) without a browser: state -> panels and IoU, and the widget wiring."""
+"""The model-comparison app (seglab.toolbox.widgets) without a browser: state -> panels and IoU, and the widget wiring."""
 from __future__ import annotations
 
 import cv2
@@ -13,7 +13,7 @@ from seglab.config import TrainConfig
 from seglab.data import VOCSegmentation
 from seglab.engine import fit
 from seglab.errors import SeglabError
-from seglab.widgets import CompareApp, CompareState, checkpoint_names, fit_width, png_bytes
+from seglab.toolbox.widgets import CompareApp, CompareState, checkpoint_names, fit_width, png_bytes
 
 TINY_UNET = {"base_width": 8, "depth": 3}
 

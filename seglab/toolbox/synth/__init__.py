@@ -20,10 +20,10 @@ from pathlib import Path
 
 
 from seglab.errors import SeglabError
-from seglab.parallel import run_parallel
-from seglab.synth import minicity, minivoc
-from seglab.synth.minicity import CITIES, EVAL_IDS, build_scene, frame_name, render
-from seglab.synth.minivoc import OBJECT_CLASSES, render_sample
+from seglab.toolbox.parallel import run_parallel
+from seglab.toolbox.synth import minicity, minivoc
+from seglab.toolbox.synth.minicity import CITIES, EVAL_IDS, build_scene, frame_name, render
+from seglab.toolbox.synth.minivoc import OBJECT_CLASSES, render_sample
 
 __all__ = ["generate_minicity", "generate_minivoc", "minicity_frame", "minivoc_sample", "CITIES",
            "MINICITY_SIZE_LIMITS", "MINIVOC_SIZE_LIMITS", "build_scene", "render", "frame_name", "render_sample"]

@@ -28,7 +28,7 @@ from seglab.data import SegmentationDataset, build_dataset, eval_transforms
 from seglab.errors import SeglabError
 from seglab.labels import LabelSet, get_label_set
 from seglab.metrics import ConfusionMatrix
-from seglab.runtime import resolve_device, resolve_precision
+from seglab.toolbox.runtime import resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     import ipywidgets

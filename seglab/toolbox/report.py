@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from seglab.errors import SeglabError
-from seglab.files import atomic_write
+from seglab.toolbox.files import atomic_write
 
 PROFILE_CSV = Path("tables") / "profile.csv"
 RUN_COLUMNS = ["run", "model", "dataset", "params", "epochs", "best_miou", "best_epoch", "mdice", "latency_ms",

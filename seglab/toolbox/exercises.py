@@ -127,7 +127,7 @@ def fcn16s_parameters() -> int:
 @answer("05.1", hint="count_flops(model, 256, 512) for output_stride 16 and 8 (build them on the meta device) and "
                      "divide; layer3, layer4 and ASPP run on 4x the positions at OS8")
 def deeplab_os8_flops_ratio() -> float:
-    from seglab.profiling import count_flops
+    from seglab.toolbox.profiling import count_flops
 
     os16, os8 = (_meta_model("deeplabv3plus", output_stride=s) for s in (16, 8))
     return count_flops(os8, 256, 512) / count_flops(os16, 256, 512)
@@ -193,12 +193,12 @@ def _most_confused_pair(matrix) -> list[int]:
 # --- 09 ---------------------------------------------------------------------------------------------------------
 # --- 10 ---------------------------------------------------------------------------------------------------------
 @answer("10.2", hint="count the FLOPs of deeplabv3plus at 1024x2048 with output_stride 8 and 16 "
-        "(seglab.profiling.count_flops on models built under torch.device('meta')) and divide")
+        "(seglab.toolbox.profiling.count_flops on models built under torch.device('meta')) and divide")
 def _deeplab_os8_flops_factor() -> float:
     import torch
 
     from seglab.models import build_model
-    from seglab.profiling import count_flops
+    from seglab.toolbox.profiling import count_flops
 
     flops = {}
     for stride in (8, 16):

@@ -4,7 +4,7 @@ and the results JSON that tests/test_notebooks.py reads.
 Notebook pattern::
 
     # first code cell
-    from seglab import nb
+    from seglab.toolbox import nb
     nb.begin(globals())
 
     # the cell tagged `parameters`
@@ -97,7 +97,7 @@ def outputs_dir(root: str | os.PathLike, *parts: str) -> Path:
 
 def write_results(path: str | os.PathLike, **values: Any) -> Path:
     """Write the small JSON of headline results a notebook produces (tests assert on it)."""
-    from seglab.files import atomic_write
+    from seglab.toolbox.files import atomic_write
 
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(values, indent=2, default=float)))

@@ -17,7 +17,7 @@ import scipy.sparse
 from PIL import Image
 
 from seglab.labels import IGNORE_INDEX, VOC_CLASSES, VOC_PALETTE
-from seglab.synth._paint import Painter, camera_finish, clip_polygon, ellipse, person_outline
+from seglab.toolbox.synth._paint import Painter, camera_finish, clip_polygon, ellipse, person_outline
 
 OBJECT_CLASSES = VOC_CLASSES[1:]  # the 20 object classes; 0 is background
 Part = tuple[np.ndarray, object, float, bool]  # points (x right, y down; height 1), tone, stroke width, closed
@@ -374,7 +374,7 @@ def _mat_bytes(content: dict) -> bytes:
     buffer = io.BytesIO()
     scipy.io.savemat(buffer, content, do_compression=True)
     data = buffer.getvalue()
-    header = b"MATLAB 5.0 MAT-file, written by seglab.synth (MiniVOC)".ljust(116)
+    header = b"MATLAB 5.0 MAT-file, written by seglab.toolbox.synth (MiniVOC)".ljust(116)
     return header + data[116:]
 
 

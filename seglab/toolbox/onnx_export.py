@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from seglab.errors import SeglabError
-from seglab.files import atomic_write
+from seglab.toolbox.files import atomic_write
 
 
 def export_onnx(model: nn.Module, path: str | Path, height: int, width: int) -> Path:

@@ -84,7 +84,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from seglab import synth
+    from seglab.toolbox import synth
 
     wrong = {"minicity": "sbd", "minivoc": "test"}[args.dataset]
     if getattr(args, wrong) is not None:
@@ -344,7 +344,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from seglab.checkpoint import model_from_checkpoint
-    from seglab.onnx_export import check_onnx, export_onnx
+    from seglab.toolbox.onnx_export import check_onnx, export_onnx
 
     model, _ = model_from_checkpoint(_model_source(args))
     path = export_onnx(model, args.out, args.height, args.width)
@@ -370,8 +370,8 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
-    from seglab.files import atomic_write
-    from seglab.profiling import profile_models
+    from seglab.toolbox.files import atomic_write
+    from seglab.toolbox.profiling import profile_models
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if not names:
@@ -411,7 +411,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from seglab.report import write_report
+    from seglab.toolbox.report import write_report
 
     print(f"wrote {write_report(args.out)}")
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from seglab.labels import CITYSCAPES_CLASSES, ID_TO_COLOR, cityscapes_label
-from seglab.synth._paint import (Painter, camera_finish, clip_polygon, convex_hull, ellipse, person_outline,
+from seglab.toolbox.synth._paint import (Painter, camera_finish, clip_polygon, convex_hull, ellipse, person_outline,
                                  to_pixels)
 
 REF_W, REF_H = 2048, 1024

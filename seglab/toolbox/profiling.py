@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from seglab.errors import SeglabError
-from seglab.runtime import (autocast, resolve_device, resolve_precision, synchronize,
+from seglab.toolbox.runtime import (autocast, resolve_device, resolve_precision, synchronize,
                             tune_kernels_for_fixed_shapes)
 
 
@@ -222,7 +222,7 @@ def compare_runtimes(names: Sequence[str], *, onnx_dir: str | os.PathLike, num_c
     import pandas as pd
 
     from seglab.models import build_model
-    from seglab.onnx_export import export_onnx, onnx_latency_ms
+    from seglab.toolbox.onnx_export import export_onnx, onnx_latency_ms
 
     rows = []
     for name in names:
