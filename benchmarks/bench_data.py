@@ -47,7 +47,7 @@ class PeerTransforms:
         return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).long()
 
 
-def conventional_transforms(crop: tuple[int, int], base_size: int, scale_range: tuple[float, float],
+def conventional_transforms(crop: tuple[int, int], base_size: int, zoom_range: tuple[float, float],
                             rotation: float = 10.0):
     """seglab's training chain with its one-warp geometry replaced by the usual transforms.v2 steps on the whole
     frame (resize, rotate, then crop); flip, jitter and normalisation are seglab's own, so only the geometry differs."""
@@ -55,7 +55,7 @@ def conventional_transforms(crop: tuple[int, int], base_size: int, scale_range: 
 
     from seglab.data import RandomScaleRotateCrop, train_transforms
 
-    ours = train_transforms(crop, base_size, scale_range, rotation)
+    ours = train_transforms(crop, base_size, zoom_range, rotation)
     warp, rest = ours.transforms[0], ours.transforms[1:]
     assert isinstance(warp, RandomScaleRotateCrop), "train_transforms no longer starts with its one-warp geometry"
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: 255}
@@ -64,7 +64,7 @@ def conventional_transforms(crop: tuple[int, int], base_size: int, scale_range: 
                        v2.RandomCrop(crop, pad_if_needed=True, fill=fill), *rest])
 
 
-def pipelines(root: Path, crop: tuple[int, int], scale_range: tuple[float, float]):
+def pipelines(root: Path, crop: tuple[int, int], zoom_range: tuple[float, float]):
     """(seglab dataset with the trainer's training transforms, torchvision dataset with the usual v2 chain)."""
     from torchvision.datasets import Cityscapes
 
@@ -72,9 +72,9 @@ def pipelines(root: Path, crop: tuple[int, int], scale_range: tuple[float, float
 
     ours = CityscapesSegmentation(root, "train")
     base = min(native_size(ours))
-    ours.transforms = train_transforms(crop, base, scale_range)
+    ours.transforms = train_transforms(crop, base, zoom_range)
     peer = Cityscapes(str(root), split="train", mode="fine", target_type="semantic",
-                      transforms=PeerTransforms(conventional_transforms(crop, base, scale_range)))
+                      transforms=PeerTransforms(conventional_transforms(crop, base, zoom_range)))
     if len(peer) != len(ours):
         raise SystemExit(f"error: torchvision finds {len(peer)} frames, seglab {len(ours)}, under {root}")
     return ours, peer
@@ -118,7 +118,7 @@ def plot(table, args, path: Path) -> None:
     barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", colours[:len(table)])
     row = table.iloc[0]
     ax.set_xlabel(f"samples/s (higher is better): {row['frames']} frames of {row['height']}x{row['width']}, "
-                  f"random scale {args.scale_range[0]}-{args.scale_range[1]}, rotation, crop {args.crop[0]}x"
+                  f"random scale {args.zoom_range[0]}-{args.zoom_range[1]}, rotation, crop {args.crop[0]}x"
                   f"{args.crop[1]}, flip, jitter")
     ax.set_title(f"Cityscapes train pipeline on {machine()}", fontsize=10)
     save_plot(fig, path)
@@ -136,7 +136,7 @@ def run(args) -> object:
             root = Path(tmp) / "minicity"
             print(f"generating {args.frames} MiniCity frames at {args.height}x{args.width} ...", flush=True)
             generate_minicity(root, train=args.frames, val=0, test=0, height=args.height, width=args.width, seed=0)
-        ours, peer = pipelines(Path(root), args.crop, args.scale_range)
+        ours, peer = pipelines(Path(root), args.crop, args.zoom_range)
         with Image.open(ours.image_path(0)) as img:
             width, height = img.size
         with_workers = f"seglab CityscapesSegmentation + one warp, {args.workers} workers"
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--crop", type=comma_separated(int, 2), default=(512, 1024), help="H,W")
-    parser.add_argument("--scale-range", type=comma_separated(float, 2), default=defaults.scale_range)
+    parser.add_argument("--zoom-range", type=comma_separated(float, 2), default=defaults.zoom_range)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader workers (trainer default)")
     parser.add_argument("--repeat", type=int, default=3, help="epochs of each pipeline, alternating; best kept")

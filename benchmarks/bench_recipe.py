@@ -51,7 +51,7 @@ ABLATION = {
     "no cat_max_ratio": {"cat_max_ratio": 1.0},
     "no class weights": {"class_weights": "none"},
     "median-frequency weights instead of ENet": {"class_weights": "median_frequency"},
-    "native scale, crop 256x256": {"scale": 1.0, "crop": (256, 256), "scale_range": (0.5, 2.0)},
+    "native scale, crop 256x256": {"train_resize": 1.0, "crop": (256, 256), "zoom_range": (0.5, 2.0)},
     "+ OHEM loss": {"loss": "ohem"},
     "+ Lovász-softmax 0.5": {"lovasz_weight": 0.5},
     "constant LR (no warm-up, no decay)": {"schedule_off": True},
@@ -117,7 +117,7 @@ def seglab_arm(data: Path, work: Path, args, overrides: dict, name: str) -> list
     values = {**demo_recipe(), **overrides}
     constant = values.pop("schedule_off", False)
     config = TrainConfig.from_dict({**values, "data": str(data), "out": str(work / "seglab"), "workers": 0,
-                                    "progress": False, "tensorboard": False, "seed": args.seed, "val_scale": 1.0})
+                                    "progress": False, "tensorboard": False, "seed": args.seed, "val_resize": 1.0})
     start = time.process_time()
     trainer = Trainer(config, overwrite=True)
     setup = time.process_time() - start  # building the model and the datasets (decoding them, with in_memory)

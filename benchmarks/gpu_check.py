@@ -106,7 +106,7 @@ def main() -> int:
                   "--precision", precision, "--resume")
         ckpt, metrics = str(run / "best.pt"), run / "metrics.json"
         check.run(f"evaluate scales+flip {precision}", *seglab, "evaluate", "--checkpoint", ckpt, "--data", str(small),
-                  "--scales", "0.75,1,1.25", "--flip", "--precision", precision, "--json", str(metrics),
+                  "--tta-scales", "0.75,1,1.25", "--flip", "--precision", precision, "--json", str(metrics),
                   result=lambda m=metrics: f"mIoU {_json(m)['miou']:.3f}")
         check.run(f"evaluate window {precision}", *seglab, "evaluate", "--checkpoint", ckpt, "--data", str(small),
                   "--window", "128,256", "--precision", precision)

@@ -8,8 +8,6 @@ unpickler of ``torch.load(weights_only=True)`` reads it and refuses anything tha
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +17,10 @@ from torch import nn
 from seglab import __version__
 from seglab.config import TrainConfig
 from seglab.errors import SeglabError
+from seglab.toolbox.checkpoint_files import read_record
 from seglab.toolbox.files import atomic_write
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the options scale, scale_range, val_scale, labels renamed
 
 
 @dataclass
@@ -66,61 +65,9 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-        """Read a checkpoint with the safe unpickler; every failure is a one-line SeglabError naming the fix."""
-        path = Path(path)
-        if path.is_dir():
-            inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
-            raise SeglabError(f"{path} is a folder; pass the checkpoint file inside it"
-                              + (f", e.g. {path / inside[0]}" if inside else " (best.pt or last.pt of a run)"))
-        if not path.is_file():
-            raise SeglabError(f"checkpoint {path} not found; train one with `python -m seglab train` or check the path")
-        if not _looks_like_torch_save(path):
-            raise SeglabError(f"{path} is not a checkpoint (not a file torch.save wrote); pass the best.pt or last.pt "
-                              "a training run wrote")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-                raise SeglabError(f"checkpoint {path} holds Python objects that would run code when loaded; refused "
-                                  "for safety (seglab loads with weights_only=True): use a checkpoint from a source you trust"
-                                  ) from None
-            raise SeglabError(f"checkpoint {path} is corrupt; use the run's other checkpoint or train again") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError):
-            raise SeglabError(f"checkpoint {path} is truncated or corrupt; use the run's other checkpoint "
-                              "(last.pt / best.pt) or train again") from None
-        if not isinstance(state, dict) or "format_version" not in state or "model" not in state:
-            raise SeglabError(f"{path} is not a seglab checkpoint; load a plain state dict with "
-                              "build_model(...).load_state_dict instead")
-        if state["format_version"] > FORMAT_VERSION:
-            raise SeglabError(f"checkpoint {path} has format {state['format_version']}, newer than this seglab "
-                              f"reads ({FORMAT_VERSION}); upgrade seglab (pip install -U -e .)")
-        if state["format_version"] == 1:
-            state = _from_format_1(state)
-        return cls(**state)
-
-
-def _looks_like_torch_save(path: Path) -> bool:
-    """True when ``path`` starts like a torch.save file: a zip archive, or a legacy pickle (protocol byte 0x80)."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-
-
-def _from_format_1(state: dict) -> dict:
-    """The record of a version-1 checkpoint, which stored the model name, options, dataset and seed twice."""
-    config = {**state["config"], "dataset": state.get("dataset", state["config"].get("dataset", "cityscapes"))}
-    for name, off in (("class_weights", "none"), ("grad_clip", 0.0), ("max_steps", 0)):
-        if config.get(name, off) is None:
-            config[name] = off
-    from seglab.models import INIT_OPTIONS
-
-    names = set(TrainConfig.__dataclass_fields__)
-    options = {k: v for k, v in state["model_options"].items() if k not in INIT_OPTIONS}
-    return {"spec": {"name": state["model_name"], "num_classes": state["num_classes"], "options": options},
-            "class_names": state["class_names"], "config": {k: v for k, v in config.items() if k in names},
-            **{k: state.get(k) for k in ("model", "optimizer", "scheduler", "scaler")},
-            "epoch": state["epoch"], "history": state["history"], "best_miou": state.get("best_miou", -1.0),
-            "seglab_version": state.get("seglab_version", "0.1.0")}
+        """Read a checkpoint with the safe unpickler (``torch.load(weights_only=True)``); a bad file is a one-line
+        SeglabError naming the fix, and older formats are upgraded (seglab.toolbox.checkpoint_files)."""
+        return cls(**read_record(path, FORMAT_VERSION, map_location))
 
 
 def unwrap(model: nn.Module) -> nn.Module:

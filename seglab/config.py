@@ -41,8 +41,8 @@ class TrainConfig:
     model_options: dict = option({}, "architecture options as KEY=VALUE, repeatable (e.g. backbone=resnet50)")
     dataset: str = option("cityscapes", "label set and layout of --data", DATASETS)
     data: str = option("data/minicity", "dataset root (e.g. data/minicity or the real Cityscapes root)")
-    labels: str = option("provided", "Cityscapes labels: 'provided' labelIds, 'generated' labelTrainIds in "
-                                     "<data>/generated_gt, or the folder `seglab masks --out` wrote")
+    mask_dir: str = option("", "Cityscapes label masks: empty for the dataset's own gtFine labelIds, or the folder of "
+                               "labelTrainIds masks `seglab masks` wrote (e.g. <data>/generated_gt)")
     out: str = option("outputs/runs/unet", "run folder: history.csv, last.pt, best.pt, config.json")
     # how long
     epochs: int = option(10, "passes over the training set")
@@ -50,9 +50,9 @@ class TrainConfig:
     max_steps: int = option(0, "cap on training steps per epoch (0: a full pass)")
     # input
     crop: tuple[int, int] = option((256, 256), "training crop H,W after scaling")
-    scale: float = option(1.0, "training base size as a fraction of the native image size")
-    scale_range: tuple[float, float] = option((0.5, 2.0), "random zoom range LOW,HIGH around the base size")
-    val_scale: float = option(1.0, "validation resize factor while training (1: native size)")
+    train_resize: float = option(1.0, "training base size as a fraction of the native image size")
+    zoom_range: tuple[float, float] = option((0.5, 2.0), "random zoom range LOW,HIGH around the training base size")
+    val_resize: float = option(1.0, "validation resize factor while training (1: native size)")
     cat_max_ratio: float = option(1.0, "re-draw a training crop (up to 10 times) while one class covers more than "
                                        "this share of its labelled pixels (1: off)")
     class_uniform: float = option(0.0, "share of training crops centred on a pixel of a class drawn uniformly from "
@@ -98,7 +98,7 @@ class TrainConfig:
             for number in value if isinstance(value, tuple) else (value,):
                 if isinstance(number, float) and not math.isfinite(number):
                     raise SeglabError(f"{_flag(f.name)} must be a finite number, got {value!r}")
-        positive = ("epochs", "batch_size", "lr", "scale", "val_scale")
+        positive = ("epochs", "batch_size", "lr", "train_resize", "val_resize")
         not_negative = ("max_steps", "weight_decay", "momentum", "warmup_epochs", "dice_weight", "grad_clip",
                         "workers", "focal_gamma", "ohem_min_kept", "lovasz_weight")
         for name in positive + not_negative:
@@ -116,9 +116,9 @@ class TrainConfig:
             raise SeglabError(f"--class-uniform must lie in [0, 1], got {self.class_uniform}")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise SeglabError(f"--out {self.out} is a file; give a folder for the run")
-        low, high = self.scale_range
+        low, high = self.zoom_range
         if not 0 < low <= high:
-            raise SeglabError(f"--scale-range must be LOW,HIGH with 0 < LOW <= HIGH, got {low},{high}")
+            raise SeglabError(f"--zoom-range must be LOW,HIGH with 0 < LOW <= HIGH, got {low},{high}")
 
     def to_dict(self) -> dict:
         """JSON-ready values (tuples become lists)."""

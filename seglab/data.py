@@ -187,29 +187,27 @@ def _empty(split: str, root: Path, layout: str) -> SeglabError:
 class CityscapesSegmentation(SegmentationDataset):
     """Cityscapes (or MiniCity) fine annotations as 19 trainIds.
 
-    ``labels="provided"`` reads ``gtFine/*_gtFine_labelIds.png`` and maps them through ID_TO_TRAINID;
-    ``labels="generated"`` reads the ``*_gtFine_labelTrainIds.png`` that ``seglab masks`` wrote to
-    ``<root>/generated_gt``; any other value is taken as the folder ``seglab masks --out`` wrote them to.
+    Without ``mask_dir`` it reads ``gtFine/*_gtFine_labelIds.png`` and maps them through ID_TO_TRAINID; with it, the
+    ``*_gtFine_labelTrainIds.png`` that ``seglab masks`` wrote to that folder (by default ``<root>/generated_gt``).
     """
 
     num_classes = CITYSCAPES_NUM_CLASSES
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
-                 labels: str = "provided") -> None:
+                 mask_dir: str | Path = "") -> None:
         root = Path(root)
         _require_dir(root, "Cityscapes root", CITYSCAPES_LAYOUT, "minicity")
         _check_not_nested(root, "leftImg8bit", CITYSCAPES_LAYOUT, "minicity")
         image_dir = root / "leftImg8bit" / split
         _require_dir(image_dir, f"split {split!r}", CITYSCAPES_LAYOUT, "minicity")
-        if labels == "provided":
+        if not mask_dir:
             label_dir, suffix, lut = root / "gtFine" / split, "_gtFine_labelIds.png", ID_TO_TRAINID
             _require_dir(label_dir, f"gtFine/{split}", CITYSCAPES_LAYOUT, "minicity")
         else:
-            generated = root / "generated_gt" if labels == "generated" else Path(labels)
-            label_dir, suffix, lut = generated / split, "_gtFine_labelTrainIds.png", None
+            label_dir, suffix, lut = Path(mask_dir) / split, "_gtFine_labelTrainIds.png", None
             if not label_dir.is_dir():
                 raise SeglabError(f"generated masks not found in {label_dir}; create them with "
-                                  f"`python -m seglab masks --root {root} --out {generated}`")
+                                  f"`python -m seglab masks --root {root} --out {mask_dir}`")
         self.root, self.split = root, split
         super().__init__(self._pair_up(image_dir, label_dir, suffix), transforms, lut)
         if not self.pairs:
@@ -316,18 +314,18 @@ def dataset_layout(root: str | Path) -> str | None:
 
 
 def build_dataset(dataset: str, root: str | Path, split: str, transforms: Callable | None = None,
-                  labels: str = "provided") -> SegmentationDataset:
-    """The dataset a training run uses: Cityscapes as is (``labels`` picks the label files); VOC trains on SBD
+                  mask_dir: str | Path = "") -> SegmentationDataset:
+    """The dataset a training run uses: Cityscapes as is (``mask_dir``: generated masks instead of gtFine's); VOC trains on SBD
     train when present, else VOC train."""
     found = dataset_layout(root)
     if found is not None and found != dataset and dataset in DATASET_NAMES:
         raise SeglabError(f"{root} holds {DATASET_NAMES[found]} data, not {DATASET_NAMES[dataset]}; pass --dataset "
                           f"{found}, or --data a {DATASET_NAMES[dataset]} root")
     if dataset == "cityscapes":
-        return CityscapesSegmentation(root, split, transforms, labels)
+        return CityscapesSegmentation(root, split, transforms, mask_dir)
     if dataset == "voc":
-        if labels != "provided":
-            raise SeglabError(f"labels {labels!r} applies to Cityscapes only; Pascal VOC uses its provided labels")
+        if mask_dir:
+            raise SeglabError(f"--mask-dir {mask_dir} applies to Cityscapes only; Pascal VOC uses its provided labels")
         if split == "train" and find_sbd_root(root) is not None:
             return SBDSegmentation(root, "train", transforms)
         return VOCSegmentation(root, split, transforms)
@@ -341,17 +339,17 @@ def native_size(dataset: SegmentationDataset) -> tuple[int, int]:
 
 
 def train_dataset(config: TrainConfig) -> SegmentationDataset:
-    """A run's training split with its augmentation: random scale around ``scale`` x the native size, rotation,
+    """A run's training split with its augmentation: random zoom around ``train_resize`` x the native size, rotation,
     ``crop``, flip and colour jitter."""
-    dataset = build_dataset(config.dataset, config.data, "train", labels=config.labels)
+    dataset = build_dataset(config.dataset, config.data, "train", mask_dir=config.mask_dir)
     native_h, native_w = native_size(dataset)
-    scaled_h, scaled_w = round(native_h * config.scale), round(native_w * config.scale)
-    largest_h, largest_w = round(scaled_h * config.scale_range[1]), round(scaled_w * config.scale_range[1])
+    scaled_h, scaled_w = round(native_h * config.train_resize), round(native_w * config.train_resize)
+    largest_h, largest_w = round(scaled_h * config.zoom_range[1]), round(scaled_w * config.zoom_range[1])
     if config.crop[0] > largest_h or config.crop[1] > largest_w:  # smaller crops are padded with 255
         raise SeglabError(f"crop {config.crop[0]}x{config.crop[1]} is larger than the training images even at the "
                           f"largest random scale ({largest_h}x{largest_w}); use --crop at most "
-                          f"{largest_h},{largest_w} or raise --scale / --scale-range")
-    dataset.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)), config.scale_range,
+                          f"{largest_h},{largest_w} or raise --train-resize / --zoom-range")
+    dataset.transforms = train_transforms(tuple(config.crop), max(1, min(scaled_h, scaled_w)), config.zoom_range,
                                           cat_max_ratio=config.cat_max_ratio, class_uniform=config.class_uniform)
     if config.in_memory:
         dataset.keep_in_memory()
@@ -359,10 +357,10 @@ def train_dataset(config: TrainConfig) -> SegmentationDataset:
 
 
 def val_dataset(config: TrainConfig, split: str = "val") -> SegmentationDataset:
-    """A run's validation split as the trainer sees it: native size times ``val_scale``."""
-    dataset = build_dataset(config.dataset, config.data, split, labels=config.labels)
-    if config.val_scale != 1.0:
-        dataset.transforms = eval_transforms(max(1, round(min(native_size(dataset)) * config.val_scale)))
+    """A run's validation split as the trainer sees it: native size times ``val_resize``."""
+    dataset = build_dataset(config.dataset, config.data, split, mask_dir=config.mask_dir)
+    if config.val_resize != 1.0:
+        dataset.transforms = eval_transforms(max(1, round(min(native_size(dataset)) * config.val_resize)))
     if config.in_memory:
         dataset.keep_in_memory()
     return dataset
@@ -473,14 +471,14 @@ def _resized_shape(height: int, width: int, shorter: int) -> tuple[int, int]:
     return int(shorter * height / width), shorter
 
 
-def train_transforms(crop_size: tuple[int, int], base_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
+def train_transforms(crop_size: tuple[int, int], base_size: int, zoom_range: tuple[float, float] = (0.5, 2.0),
                      rotation: float = 10.0, hflip: bool = True, color_jitter: float = 0.3,
                      cat_max_ratio: float = 1.0, class_uniform: float = 0.0) -> v2.Compose:
-    """Random scale (shorter side in base_size*scale_range), rotation and crop (label padded with 255) in one warp,
+    """Random scale (shorter side in base_size*zoom_range), rotation and crop (label padded with 255) in one warp,
     then flip and colour jitter on the crop."""
-    shortest = max(1, int(base_size * scale_range[0]))
+    shortest = max(1, int(base_size * zoom_range[0]))
     steps: list[v2.Transform] = [
-        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * scale_range[1])), rotation, cat_max_ratio,
+        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * zoom_range[1])), rotation, cat_max_ratio,
                               class_uniform=class_uniform),
     ]
     if hflip:

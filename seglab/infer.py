@@ -70,8 +70,8 @@ def _windowed(model: nn.Module, images: torch.Tensor, precision: str, flip: bool
     return total / counts
 
 
-def check_scales(scales: Sequence[float]) -> Sequence[float]:
-    """``scales`` if it is a non-empty list of positive finite resize factors, else a one-line SeglabError."""
+def check_tta_scales(scales: Sequence[float]) -> Sequence[float]:
+    """``scales`` (test-time resize factors) if it is a non-empty list of positive finite resize factors, else a one-line SeglabError."""
     if not scales or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales):
         raise SeglabError(f"test-time scales must be positive numbers like 0.75,1.0,1.25, got {scales!r}")
     return scales
@@ -79,16 +79,16 @@ def check_scales(scales: Sequence[float]) -> Sequence[float]:
 
 def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "fp32", flip: bool = False,
                    window: tuple[int, int] | None = None, overlap: float = 1 / 3, channels_last: bool = False,
-                   scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+                   tta_scales: Sequence[float] = (1.0,)) -> torch.Tensor:
     """Logits at input resolution. ``window``: the image is covered by overlapping tiles whose logits average.
-    ``scales``: multi-scale test-time augmentation as in mmsegmentation's aug-test: the image is resized by each
+    ``tta_scales``: multi-scale test-time augmentation as in mmsegmentation's aug-test: the image is resized by each
     factor, and the logits, resized back to the input size, average. Every caller (training validation, evaluate,
     predict, the comparison app) infers through this one function."""
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     size = images.shape[-2:]
     total = 0
-    for scale in scales:
+    for scale in tta_scales:
         if scale == 1:
             total = total + _windowed(model, images, precision, flip, window, overlap)
             continue
@@ -96,12 +96,12 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "
         scaled = F.interpolate(images, size=scaled_size, mode="bilinear", align_corners=False)
         logits = _windowed(model, scaled, precision, flip, window, overlap)
         total = total + F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    return total / len(scales)
+    return total / len(tta_scales)
 
 
 def predict_labels(model: nn.Module, images: torch.Tensor, *, size: tuple[int, int] | None = None,
                    window: tuple[int, int] | str | None = "auto", **options) -> torch.Tensor:
-    """Label maps (N, H, W): the argmax of ``predict_logits`` (``options``: precision, flip, scales, channels_last),
+    """Label maps (N, H, W): the argmax of ``predict_logits`` (``options``: precision, flip, tta_scales, channels_last),
     at ``size`` when given. ``window="auto"`` slides a window over images of more than AUTO_WINDOW_PIXELS. Every path
     that shows or writes a label map (predict, the comparison app, the anatomy plots, TensorBoard) calls this."""
     if window == "auto":
@@ -189,7 +189,7 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
 @torch.inference_mode()
 def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path, out_dir: str | Path,
                    device: torch.device, *, precision: str = "fp32", flip: bool = False,
-                   window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,),
+                   window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,),
                    channels_last: bool = False, alpha: float = 0.5, progress: bool = True) -> dict:
     """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
 
@@ -212,7 +212,7 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
             skipped.append((path, str(exc)))
             continue
         tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).unsqueeze(0).to(device)
-        label = predict_labels(model, tensor, precision=precision, flip=flip, window=window or "auto", scales=scales,
+        label = predict_labels(model, tensor, precision=precision, flip=flip, window=window or "auto", tta_scales=tta_scales,
                                channels_last=channels_last)[0].to(torch.uint8).cpu().numpy()
         stem = out_dir / path.relative_to(base).with_suffix("")
         write_png(stem.parent / f"{stem.name}_label.png", label)
@@ -269,9 +269,9 @@ def _setup(checkpoint: str | Path | Checkpoint, device: str, precision: str
 
 
 def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *, split: str = "val",
-                        labels: str = "provided", export_dir: str | Path | None = None,
+                        mask_dir: str = "", export_dir: str | Path | None = None,
                         json_path: str | Path | None = None, device: str = "auto", precision: str = "auto", flip: bool = False,
-                        window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), workers: int = 2,
+                        window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,), workers: int = 2,
                         progress: bool = True) -> EvaluationReport:
     """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""
     model, record, device_t, precision = _setup(checkpoint, device, precision)
@@ -279,9 +279,9 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *
         raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
     label_set = get_label_set(record.dataset)
     check_data_matches(record.dataset, data)
-    dataset = build_dataset(record.dataset, data, split, labels=labels)
+    dataset = build_dataset(record.dataset, data, split, mask_dir=mask_dir)
     predictions = iter_predictions(model, dataset, device_t, precision=precision, flip=flip, window=window,
-                                   scales=scales, channels_last=True, workers=workers, progress=progress)
+                                   tta_scales=tta_scales, channels_last=True, workers=workers, progress=progress)
     if export_dir is not None:
         predictions = export_cityscapes(predictions, dataset, export_dir)
     matrix, _ = score_predictions(predictions, dataset.num_classes, device_t)
@@ -298,10 +298,10 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *
 
 def predict_checkpoint(checkpoint: str | Path | Checkpoint, images_dir: str | Path, out_dir: str | Path, *,
                        device: str = "auto", precision: str = "auto", flip: bool = False,
-                       window: tuple[int, int] | None = None, scales: Sequence[float] = (1.0,), alpha: float = 0.5,
+                       window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,), alpha: float = 0.5,
                        progress: bool = True) -> dict:
     """``predict_folder`` with the model, classes and colours a checkpoint describes."""
     model, record, device_t, precision = _setup(checkpoint, device, precision)
     return predict_folder(model, get_label_set(record.dataset), images_dir, out_dir, device_t, precision=precision,
-                          flip=flip, window=window, scales=scales, channels_last=True, alpha=alpha,
+                          flip=flip, window=window, tta_scales=tta_scales, channels_last=True, alpha=alpha,
                           progress=progress)

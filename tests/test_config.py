@@ -49,7 +49,7 @@ def test_parsed_flags_give_the_config_the_flags_say(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--lr", "nan"], "--lr must be a finite number"),
-    (["--scale-range", "2,1"], "--scale-range must be LOW,HIGH"),
+    (["--zoom-range", "2,1"], "--zoom-range must be LOW,HIGH"),
     (["--epochs", "0"], "--epochs must be a positive integer"),
     (["--grad-clip", "-1"], "--grad-clip must be a zero or positive number"),
     (["--crop", "0,5"], "--crop must be two positive sizes"),

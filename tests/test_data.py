@@ -37,7 +37,7 @@ def test_cityscapes_generated_labels_equal_provided_mapping(minicity, tmp_path):
     from seglab.masks import generate_masks
 
     generate_masks(minicity, out=tmp_path / "gen", splits=("val",), workers=1)
-    generated = CityscapesSegmentation(minicity, "val", labels=str(tmp_path / "gen"))
+    generated = CityscapesSegmentation(minicity, "val", mask_dir=str(tmp_path / "gen"))
     provided = CityscapesSegmentation(minicity, "val")
     assert [p[0] for p in generated.pairs] == [p[0] for p in provided.pairs]
     for index in range(len(provided)):
@@ -97,7 +97,7 @@ def _pattern(height=96, width=128):
 
 def test_train_transforms_keep_image_and_mask_aligned():
     image, label = _pattern()
-    transform = train_transforms((64, 96), base_size=96, scale_range=(0.75, 1.5), rotation=10, color_jitter=0)
+    transform = train_transforms((64, 96), base_size=96, zoom_range=(0.75, 1.5), rotation=10, color_jitter=0)
     torch.manual_seed(0)
     for _ in range(10):
         out_image, out_mask = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
@@ -114,7 +114,7 @@ def test_train_transforms_keep_image_and_mask_aligned():
 
 def test_crop_larger_than_image_pads_label_with_ignore():
     image, label = _pattern(32, 32)
-    transform = train_transforms((64, 64), base_size=32, scale_range=(1.0, 1.01), rotation=0, color_jitter=0)
+    transform = train_transforms((64, 64), base_size=32, zoom_range=(1.0, 1.01), rotation=0, color_jitter=0)
     _, mask = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
                         tv_tensors.Mask(torch.from_numpy(label)))
     assert (mask.numpy() == 255).mean() >= 0.7

@@ -77,7 +77,7 @@ def test_labels_load_without_the_read_only_numpy_warning(minicity, minivoc, tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         VOCSegmentation(minivoc, "val")[0]
-        CityscapesSegmentation(minicity, "val", labels=str(tmp_path / "gen"))[0]
+        CityscapesSegmentation(minicity, "val", mask_dir=str(tmp_path / "gen"))[0]
 
 
 def test_masks_says_which_default_split_is_missing(minicity, tmp_path):
@@ -118,7 +118,7 @@ def test_every_output_path_and_number_is_checked_before_any_work(minicity, tmp_p
         (["evaluate", *model, *data, "--json", str(a_folder)], "a_folder is a folder; give a file name"),
         (["evaluate", *model, *data, "--json", str(a_file / "m.json")], "a_file is a file; give a folder path"),
         (["evaluate", *model, *data, "--export", str(a_file)], "a_file is a file; give a folder path"),
-        (["evaluate", *model, *data, "--scales", "nan"], "expected positive numbers"),
+        (["evaluate", *model, *data, "--tta-scales", "nan"], "expected positive numbers"),
         (["masks", "--root", str(minicity), "--out", str(a_file)], "a_file is a file; give a folder path"),
         (["synth", "minicity", "--out", str(a_file)], "is a file"),
         (["train", "--data", str(minicity), "--out", str(a_file), "--crop", "64,64"], "is a file; give a folder"),

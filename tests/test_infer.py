@@ -151,7 +151,7 @@ def test_every_path_draws_the_same_label_map(tiny_checkpoint, minicity, tmp_path
         direct = predict_labels(model, image[None], channels_last=True)[0]
     _, logits, _ = next(iter_predictions(model, dataset, torch.device("cpu"), progress=False, channels_last=True))
     evaluated = logits.argmax(1)[0]
-    app = CompareApp([tiny_checkpoint], minicity, device="cpu", precision="fp32", scale=1.0)
+    app = CompareApp([tiny_checkpoint], minicity, device="cpu", precision="fp32", resize=1.0)
     shown = torch.from_numpy(app.predict(app.names[0], 0).astype(np.int64))
     folder = tmp_path / "images"
     folder.mkdir()

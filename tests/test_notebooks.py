@@ -43,7 +43,7 @@ TINY: dict[str, dict] = {
     "05": ARCH,
     "06": ARCH,
     "07": {"data_root": "@minicity", "overrides": {**TINY_TRAIN, "crop": [64, 128], "model_options": TINY_UNET}},
-    "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "scales": [0.5, 1.0],
+    "08": {"data_root": "@minicity", "checkpoint": "@checkpoint", "window": [64, 128], "tta_scales": [0.5, 1.0],
            "workers": 0},
     "09": {"data_root": "@minicity", "checkpoint": "@checkpoint", "frames": 2, "fps": 4.0, "own_count": 1},
     "10": {"models": ["unet", "ddunet"], "size": [64, 128], "warmup": 0, "runs": 1, "demo_size": [64, 128],

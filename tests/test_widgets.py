@@ -195,25 +195,25 @@ def _input_shapes(app: CompareApp, name: str, index: int = 0) -> tuple[list[tupl
 
 
 def test_scale_resizes_the_input_and_returns_native_predictions(checkpoints, minicity, tmp_path):
-    """Without ``scale`` each model sees the input at the val_scale stored in its checkpoint (here 1.0 for one run
-    and 0.5 for a copy saved with val_scale 0.5); ``scale`` overrides it; predictions come back at native size."""
+    """Without ``resize`` each model sees the input at the val_resize stored in its checkpoint (here 1.0 for one run
+    and 0.5 for a copy saved with val_resize 0.5); ``resize`` overrides it; predictions come back at native size."""
     from seglab.checkpoint import Checkpoint
 
     record = Checkpoint.load(checkpoints[0])
-    record.config["val_scale"] = 0.5
+    record.config["val_resize"] = 0.5
     half = tmp_path / "unet_half" / "best.pt"
     half.parent.mkdir()
     record.save(half)
     app = CompareApp([checkpoints[0], half], minicity, device="cpu", precision="fp32")
-    assert app.scales == {"unet": 1.0, "unet_half": 0.5}  # each run's val_scale
+    assert app.resizes == {"unet": 1.0, "unet_half": 0.5}  # each run's val_resize
     assert _input_shapes(app, "unet")[0] == [(1, 3, 128, 256)]
     shapes, prediction = _input_shapes(app, "unet_half")
     assert shapes == [(1, 3, 64, 128)] and prediction.shape == app.pair(0)[1].shape == (128, 256)
-    override = CompareApp([checkpoints[0], half], minicity, device="cpu", precision="fp32", scale=0.5)
-    assert override.scales == {"unet": 0.5, "unet_half": 0.5}
+    override = CompareApp([checkpoints[0], half], minicity, device="cpu", precision="fp32", resize=0.5)
+    assert override.resizes == {"unet": 0.5, "unet_half": 0.5}
     shapes, prediction = _input_shapes(override, "unet")
     assert shapes == [(1, 3, 64, 128)] and prediction.shape == (128, 256)
-    native = CompareApp([half], minicity, device="cpu", precision="fp32", scale=1.0)
+    native = CompareApp([half], minicity, device="cpu", precision="fp32", resize=1.0)
     assert _input_shapes(native, "unet_half")[0] == [(1, 3, 128, 256)]
-    with pytest.raises(SeglabError, match="scale must be positive"):
-        CompareApp(checkpoints, minicity, scale=0)
+    with pytest.raises(SeglabError, match="resize must be positive"):
+        CompareApp(checkpoints, minicity, resize=0)

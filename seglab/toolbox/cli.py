@@ -221,10 +221,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------------- evaluate
 def _scale_list(text: str) -> tuple[float, ...]:
     """'0.5,1.0,1.5' -> positive finite resize factors."""
-    from seglab.infer import check_scales  # the one rule for test-time scales
+    from seglab.infer import check_tta_scales  # the one rule for test-time scales
 
     try:
-        return tuple(check_scales(tuple(float(part) for part in text.split(","))))
+        return tuple(check_tta_scales(tuple(float(part) for part in text.split(","))))
     except (ValueError, SeglabError):
         raise argparse.ArgumentTypeError(f"expected positive numbers like 0.75,1.0,1.25, got {text!r}") from None
 
@@ -274,7 +274,7 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
-    p.add_argument("--scales", type=_scale_list, default=(1.0,), metavar="S,S,...",
+    p.add_argument("--tta-scales", type=_scale_list, default=(1.0,), metavar="S,S,...",
                    help="multi-scale test-time augmentation: resize factors whose logits average, e.g. "
                         "0.5,0.75,1.0,1.25,1.5,1.75 (default: 1.0)")
     p.add_argument("--window", type=_size_pair, default=None, help="sliding-window tile H,W (default: whole image)")
@@ -285,7 +285,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_inference_options(p)
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--split", default="val")
-    p.add_argument("--labels", choices=["provided", "generated"], default="provided")
+    p.add_argument("--mask-dir", default="", metavar="DIR",
+                   help="Cityscapes: evaluate against the labelTrainIds masks `seglab masks` wrote to DIR instead of "
+                        "gtFine's labelIds")
     p.add_argument("--export", type=_output_folder, default=None,
                    help="write labelIds PNGs for the Cityscapes server here (+ .zip)")
     p.add_argument("--json", type=_output_file, default=None, help="write the metrics JSON here")
@@ -299,10 +301,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     if args.model is not None:  # the data first: a registry model may download its weights
         check_data_matches(_dataset(args), args.data)
-        build_dataset(_dataset(args), args.data, args.split, labels=args.labels)
-    report = evaluate_checkpoint(_model_source(args), args.data, split=args.split, labels=args.labels,
+        build_dataset(_dataset(args), args.data, args.split, mask_dir=args.mask_dir)
+    report = evaluate_checkpoint(_model_source(args), args.data, split=args.split, mask_dir=args.mask_dir,
                                  export_dir=args.export, json_path=args.json, device=args.device,
-                                 precision=args.precision, flip=args.flip, window=args.window, scales=args.scales,
+                                 precision=args.precision, flip=args.flip, window=args.window, tta_scales=args.tta_scales,
                                  workers=args.workers)
     print(report.text())
     if args.json:
@@ -324,7 +326,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     list_images(args.images)  # the images first: a registry model may download its weights
     result = predict_checkpoint(_model_source(args), args.images, args.out, device=args.device,
-                                precision=args.precision, flip=args.flip, window=args.window, scales=args.scales,
+                                precision=args.precision, flip=args.flip, window=args.window, tta_scales=args.tta_scales,
                                 alpha=args.alpha)
     print(f"wrote {len(result['written'])} prediction(s) to {args.out}")
     for path, why in result["skipped"]:

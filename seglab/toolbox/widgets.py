@@ -87,7 +87,7 @@ class CompareApp:
     :class:`seglab.data.SegmentationDataset` or a data root (the split ``split`` of the checkpoints' dataset is read
     from it). Predictions use the whole image at native resolution (very large images: a sliding window), on
     ``device`` with ``precision`` ('auto' = bf16 where the hardware has it, else fp32). Each model sees the image
-    resized by ``scale`` (None: the ``val_scale`` its run validated at, as stored in the checkpoint; 1: native size)
+    resized by ``resize`` (None: the ``val_resize`` its run validated at, as stored in the checkpoint; 1: native size)
     and its logits are resized back, so every panel and score is at the ground truth's resolution. ``tta_scales``
     and ``flip`` turn on multi-scale and flip test-time augmentation (see ``seglab.infer.predict_labels``). The widget
     shows panels at most ``display_width`` pixels wide; at most ``cache_size`` predictions are kept.
@@ -95,7 +95,7 @@ class CompareApp:
 
     def __init__(self, checkpoints: Sequence[str | Path] | Mapping[str, str | Path],
                  dataset: SegmentationDataset | str | Path, *, split: str = "val", device: str = "auto",
-                 precision: str = "auto", scale: float | None = None, tta_scales: Sequence[float] = (1.0,),
+                 precision: str = "auto", resize: float | None = None, tta_scales: Sequence[float] = (1.0,),
                  flip: bool = False, cache_size: int = 256, display_width: int = 512) -> None:
         named = dict(checkpoints) if isinstance(checkpoints, Mapping) else dict(
             zip(checkpoint_names(list(checkpoints)), checkpoints))
@@ -103,18 +103,18 @@ class CompareApp:
             raise SeglabError("no checkpoint to compare: pass at least one path to a trained model's best.pt")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.tta = {"scales": tuple(infer.check_scales(tta_scales)), "flip": bool(flip)}
+        self.tta = {"tta_scales": tuple(infer.check_tta_scales(tta_scales)), "flip": bool(flip)}
         self.models: dict[str, torch.nn.Module] = {}
         self.paths: dict[str, Path] = {}
-        self.scales: dict[str, float] = {}
-        if scale is not None and scale <= 0:
-            raise SeglabError(f"scale must be positive (1 = native size), got {scale}")
+        self.resizes: dict[str, float] = {}
+        if resize is not None and resize <= 0:
+            raise SeglabError(f"resize must be positive (1 = native size), got {resize}")
         dataset_names = {}
         for name, path in named.items():
             model, record = model_from_checkpoint(path)
             self.models[name] = model.to(self.device, memory_format=torch.channels_last).eval()
             self.paths[name] = Path(path)
-            self.scales[name] = float(scale if scale is not None else record.run_config.val_scale)
+            self.resizes[name] = float(resize if resize is not None else record.run_config.val_resize)
             dataset_names[name] = (record.dataset, record.spec["num_classes"])
         if len(set(dataset_names.values())) > 1:
             listing = ", ".join(f"{n}: {d} ({k} classes)" for n, (d, k) in dataset_names.items())
@@ -174,7 +174,7 @@ class CompareApp:
             return self._predictions[key]
         image, _ = self.pair(index)
         height, width = image.shape[:2]
-        factor = self.scales[name]
+        factor = self.resizes[name]
         size = None if factor == 1.0 else max(1, round(min(height, width) * factor))  # shorter side, as in training
         tensor = eval_transforms(size)(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
         labels = infer.predict_labels(self.models[name], tensor.unsqueeze(0).to(self.device), size=(height, width),
