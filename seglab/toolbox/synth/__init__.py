@@ -13,11 +13,10 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-
 
 from seglab.errors import SeglabError
 from seglab.toolbox.parallel import run_parallel
@@ -35,39 +34,35 @@ MINIVOC_SIZE_LIMITS = ((64, 1024), (64, 1024))
 def minicity_frame(split: str = "train", index: int = 0, height: int = 256, width: int = 512,
                    seed: int = 0) -> minicity.Frame:
     """One MiniCity frame in memory (photo, polygon annotation, instanceIds; labelIds and color as properties)."""
-    _check_size("MiniCity", height, width, MINICITY_SIZE_LIMITS)
+    _check_args("MiniCity", {}, height, width, seed, MINICITY_SIZE_LIMITS)
     if split not in CITIES:
         raise SeglabError(f"unknown MiniCity split {split!r}; choose one of {', '.join(CITIES)}")
     if index < 0:
         raise SeglabError(f"frame index must be >= 0, got {index}")
-    return render(build_scene(_check_seed(seed), split, index), height, width)
+    return render(build_scene(seed, split, index), height, width)
 
 
 def minivoc_sample(classes: Sequence[str], number: int = 0, height: int = 256, width: int = 320,
                    seed: int = 0) -> minivoc.Sample:
     """One MiniVOC image with the given object classes (photo, class map, VOC map with 255 borders)."""
-    _check_size("MiniVOC", height, width, MINIVOC_SIZE_LIMITS)
+    _check_args("MiniVOC", {}, height, width, seed, MINIVOC_SIZE_LIMITS)
     unknown = [c for c in classes if c not in OBJECT_CLASSES]
     if unknown or not 1 <= len(classes) <= 3:
         raise SeglabError(f"give 1 to 3 VOC object classes from {', '.join(OBJECT_CLASSES)}; got {list(classes)}")
     if number < 0:
         raise SeglabError(f"image number must be >= 0, got {number}")
-    return render_sample(_check_seed(seed), number, tuple(classes), height, width)
+    return render_sample(seed, number, tuple(classes), height, width)
 
 
 # ------------------------------------------------------------------------------------------------ generators
 def generate_minicity(out: str | os.PathLike, *, train: int = 300, val: int = 10, test: int = 5, height: int = 256,
                       width: int = 512, seed: int = 0, overwrite: bool = False, workers: int | None = None) -> str:
     """Write MiniCity (train/val/test frames of ``height`` x ``width``) to ``out``; returns a printable summary."""
-    counts = _check_counts({"train": train, "val": val, "test": test})
-    _check_size("MiniCity", height, width, MINICITY_SIZE_LIMITS)
-    seed = _check_seed(seed)
+    counts = {"train": train, "val": val, "test": test}
+    _check_args("MiniCity", counts, height, width, seed, MINICITY_SIZE_LIMITS)
     tasks = [(split, i) for split, n in counts.items() for i in range(n)]
-    start = time.perf_counter()
-    with _staged_output(out, overwrite) as root:
-        results = run_parallel(partial(minicity.write_frame, str(root), seed=seed, height=height, width=width),
-                               tasks, workers, "MiniCity", "img")
-    seconds = time.perf_counter() - start
+    results, seconds = _write_all("MiniCity", minicity.write_frame, tasks, out, overwrite, workers, seed=seed,
+                                  height=height, width=width)
     present = {split: set() for split in counts}
     for split, ids in results:
         present[split].update(ids)
@@ -75,8 +70,7 @@ def generate_minicity(out: str | os.PathLike, *, train: int = 300, val: int = 10
              f"written to {out} in {seconds:.1f} s"]
     for split in ("train", "val"):
         if counts[split]:
-            missing = len(EVAL_IDS - present[split])
-            lines.append(f"  {split}: {len(EVAL_IDS) - missing}/{len(EVAL_IDS)} evaluation classes present")
+            lines.append(f"  {split}: {len(EVAL_IDS & present[split])}/{len(EVAL_IDS)} evaluation classes present")
     lines.append(f"  read it with torchvision.datasets.Cityscapes({str(out)!r}, split='train', mode='fine', "
                  "target_type='semantic')")
     return "\n".join(lines)
@@ -88,16 +82,11 @@ def generate_minivoc(out: str | os.PathLike, *, train: int = 40, val: int = 15, 
 
     Images are about ``height`` x ``width``: each is 82-100 % of it in each direction, as VOC sizes vary.
     """
-    counts = _check_counts({"train": train, "val": val, "sbd": sbd})
-    _check_size("MiniVOC", height, width, MINIVOC_SIZE_LIMITS)
-    seed = _check_seed(seed)
+    counts = {"train": train, "val": val, "sbd": sbd}
+    _check_args("MiniVOC", counts, height, width, seed, MINIVOC_SIZE_LIMITS)
     tasks = minivoc.plan(seed, train, val, sbd)
-    start = time.perf_counter()
-    with _staged_output(out, overwrite) as root:
-        results = run_parallel(partial(minivoc.write_sample, str(root), seed=seed, height=height, width=width),
-                               tasks, workers, "MiniVOC", "img")
-        _write_voc_lists(root, tasks)
-    seconds = time.perf_counter() - start
+    results, seconds = _write_all("MiniVOC", minivoc.write_sample, tasks, out, overwrite, workers, minivoc.write_lists,
+                                  seed=seed, height=height, width=width)
     present: dict[str, set[int]] = {"train": set(), "val": set()}
     for (_, _, _, voc_split, _), (_, classes) in zip(tasks, results):
         if voc_split:
@@ -114,43 +103,36 @@ def generate_minivoc(out: str | os.PathLike, *, train: int = 40, val: int = 15, 
     return "\n".join(lines)
 
 
-def _write_voc_lists(root: Path, tasks: list[tuple]) -> None:
-    """ImageSets/Segmentation/{train,val,trainval}.txt and SBD's train.txt / val.txt, sorted as in the releases."""
-    voc = {s: sorted(t[0] for t in tasks if t[3] == s) for s in ("train", "val")}
-    voc["trainval"] = sorted(voc["train"] + voc["val"])
-    sbd = {s: sorted(t[0] for t in tasks if t[4] == s) for s in ("train", "val")}
-    for folder, lists in ((root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation", voc),
-                          (root / "benchmark_RELEASE" / "dataset", sbd)):
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, ids in lists.items():
-            (folder / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+def _write_all(name: str, write: Callable, tasks: list, out: str | os.PathLike, overwrite: bool, workers: int | None,
+               finish: Callable[[Path, list], None] | None = None, **settings) -> tuple[list, float]:
+    """Run ``write(root, task, **settings)`` per task in workers, then ``finish(root, tasks)``; (results, seconds)."""
+    start = time.perf_counter()
+    with _staged_output(out, overwrite) as root:
+        results = run_parallel(partial(write, str(root), **settings), tasks, workers, name, "img")
+        if finish is not None:
+            finish(root, tasks)
+    return results, time.perf_counter() - start
 
 
-# ------------------------------------------------------------------------------------------------ checks
-def _check_counts(counts: dict[str, int]) -> dict[str, int]:
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise SeglabError(f"--{name} must be a whole number >= 0, got {value!r}")
-    if not any(counts.values()):
+def _check_args(name: str, counts: dict[str, int], height: int, width: int, seed: int, limits: tuple) -> None:
+    """Refuse image counts, sizes outside ``limits`` ((height range), (width range)) and seeds that make no sense."""
+    for flag, value in counts.items():
+        if not _is_whole(value, 0):
+            raise SeglabError(f"--{flag} must be a whole number >= 0, got {value!r}")
+    if counts and not any(counts.values()):
         raise SeglabError(f"nothing to generate: {', '.join(f'--{k}' for k in counts)} are all 0; ask for at least "
                           "one image")
-    return counts
-
-
-def _check_size(name: str, height: int, width: int, limits: tuple) -> None:
-    (h0, h1), (w0, w1) = limits
-    for flag, value, lo, hi in (("height", height, h0, h1), ("width", width, w0, w1)):
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+    for flag, value, (lo, hi) in (("height", height, limits[0]), ("width", width, limits[1])):
+        if not _is_whole(value, lo, hi):
             raise SeglabError(f"{name} --{flag} must be between {lo} and {hi} pixels, got {value!r}")
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not _is_whole(seed, 0):
         raise SeglabError(f"--seed must be a whole number >= 0, got {seed!r}")
-    return seed
 
 
-# ------------------------------------------------------------------------------------------------ output folder
+def _is_whole(value: object, lo: int, hi: float = float("inf")) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
 @contextmanager
 def _staged_output(out: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     """Yield a hidden temp folder next to ``out``; on success it replaces ``out`` (old content removed last).

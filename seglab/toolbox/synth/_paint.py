@@ -1,11 +1,11 @@
-"""Drawing primitives shared by the MiniCity and MiniVOC generators: clipping, textures, fills, camera finish.
+"""Drawing primitives shared by the MiniCity and MiniVOC generators: shapes, textures, fills, camera, files.
 
-Images are float32 RGB in [0, 1] while drawing; textures are zero-mean luminance modulations so that one colour
-plus one texture kind describes a surface. Sizes are given in *reference* pixels and multiplied by ``scale`` (output
-pixels per reference pixel), so a scene looks the same at every resolution.
+Images are float32 RGB in [0, 1] while drawing; a texture is a zero-mean luminance modulation, so one colour plus one
+texture kind describes a surface. Sizes are in *reference* pixels times ``scale``, so scenes look alike at any size.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -69,14 +69,27 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     return cv2.convexHull(np.asarray(points, dtype=np.float32)).reshape(-1, 2).astype(np.float64)
 
 
-def person_outline(stride: float, swing: float) -> np.ndarray:
-    """Outline of a walking person of height 1 (x right, y up, feet at 0): legs apart by ``stride``, arms swung."""
+def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Corners (4, 2) of the axis-aligned rectangle [x0, x1] x [y0, y1]."""
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+
+
+def person_outline(stride: float, swing: float) -> list[np.ndarray]:
+    """A walking person of height 1 (x right, y up, feet at 0): the outline, then its shirt, skin and hair bands."""
     torso = [(0.11, 0.50), (0.13 + swing, 0.42), (0.17 + swing, 0.43), (0.16, 0.62), (0.14, 0.8), (0.06, 0.83),
              (0.035, 0.85)]
     head = [tuple(p) for p in ellipse(0, 0.925, 0.06, 0.075, 11, 0, -0.3 * np.pi, 1.3 * np.pi)]
     left = [(-x, y) for x, y in reversed(torso)]
     legs = [(-stride - 0.06, 0.0), (-stride + 0.02, 0.0), (0.0, 0.43), (stride - 0.02, 0.0), (stride + 0.06, 0.0)]
-    return np.array(legs + torso + head + left, dtype=np.float64)
+    outline = np.array(legs + torso + head + left, dtype=np.float64)
+    return [outline] + [clip_polygon(outline, -1, lo, 1, hi) for lo, hi in ((0.45, 0.84), (0.84, 1.01), (0.95, 1.01))]
+
+
+def random_color(rng: np.random.Generator, saturation: tuple[int, int] = (0, 220),
+                 value: tuple[int, int] = (30, 240)) -> tuple[float, float, float]:
+    """A random paint / clothing colour: any hue, saturation and value drawn from the given 0-255 ranges."""
+    hsv = np.uint8([[[rng.integers(180), rng.integers(*saturation), rng.integers(*value)]]])
+    return tuple(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0] / 255.0)
 
 
 # ------------------------------------------------------------------------------------------------ textures
@@ -142,12 +155,7 @@ class Painter:
             return
         h, w = y1 - y0, x1 - x0
         mask = np.zeros((h, w), dtype=np.uint8)
-        local = (pts - (x0, y0)).astype(np.int32)
-        if line:
-            thickness = max(1, int(round(line * self.scale)))
-            cv2.polylines(mask, [local], closed, 1, thickness=thickness)
-        else:
-            cv2.fillPoly(mask, [local], 1)
+        draw(mask, (pts - (x0, y0)).astype(np.int32), 1, line * self.scale, closed)
         inside = mask.view(bool)
         region = self.image[y0:y1, x0:x1]
         color = np.asarray(color, dtype=np.float32)
@@ -155,16 +163,25 @@ class Painter:
             region[inside] *= color
             return
         haze_color = np.asarray(haze_color, dtype=np.float32)
+        flat = texture == "flat" or amp == 0 or rng is None
         if np.ndim(haze):  # one value per image row
             haze = np.asarray(haze, dtype=np.float32)[y0:y1, None, None]
-        elif texture == "flat" or amp == 0 or rng is None:  # uniform colour: no patch needed
+        elif flat:  # uniform colour: no patch needed
             region[inside] = color * (1 - haze) + haze_color * haze
             return
-        if texture == "flat" or amp == 0 or rng is None:
+        if flat:
             patch = np.broadcast_to(color, (h, w, 3))
         else:
             patch = color * (1.0 + amp * TEXTURES[texture](rng, h, w, self.scale))[..., None]
         region[inside] = (patch * (1 - haze) + haze_color * haze)[inside]
+
+
+def draw(target: np.ndarray, pts: np.ndarray, value: float, line: float = 0.0, closed: bool = True) -> None:
+    """Fill the int polygon ``pts`` with ``value`` in ``target``, or stroke it ``line`` pixels wide if ``line`` > 0."""
+    if line:
+        cv2.polylines(target, [pts], closed, value, thickness=max(1, int(round(line))))
+    else:
+        cv2.fillPoly(target, [pts], value)
 
 
 def camera_finish(image: np.ndarray, rng: np.random.Generator, scale: float, gain: float, cast: Color,
@@ -180,3 +197,16 @@ def camera_finish(image: np.ndarray, rng: np.random.Generator, scale: float, gai
         img = cv2.GaussianBlur(img, (0, 0), blur * scale)
     img = img + noise * rng.standard_normal(img.shape, dtype=np.float32)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def random_look(rng: np.random.Generator, ranges: dict) -> dict:
+    """Random ``camera_finish`` settings: uniform in each (low, high) of ``ranges``; ``cast`` gives a sigma instead."""
+    return {key: 1 + spread * rng.standard_normal(3) if key == "cast" else rng.uniform(*spread)
+            for key, spread in ranges.items()}
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path``, creating its folder first."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)

@@ -1,23 +1,24 @@
 """MiniCity: procedural street scenes in the exact Cityscapes gtFine layout.
 
-A frame is made in two steps. ``build_scene`` places objects in a 3-D street seen by a pinhole camera (metres) and
-returns their outlines back to front in *reference* pixels (a 2048x1024 canvas), so one seed gives the same scene at
-every output size. ``render`` scales the outlines to the output size, rounds them to integer polygons (the JSON),
-paints the photo and rasterises labelIds / instanceIds / color from those polygons with OpenCV, as the annotation
-tool did; cityscapesscripts' PIL rasteriser therefore agrees everywhere except on some polygon edges.
+``build_scene`` places objects in a 3-D street seen by a pinhole camera and returns their outlines back to front in
+*reference* pixels (2048x1024), so a seed gives the same scene at every size. ``render`` rounds them to the integer
+polygons of the JSON, paints the photo and rasterises the label maps from those polygons with OpenCV, as the
+annotation tool did (cityscapesscripts' PIL rasteriser differs only on some polygon edges).
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 
 from seglab.labels import CITYSCAPES_CLASSES, ID_TO_COLOR, cityscapes_label
-from seglab.toolbox.synth._paint import (Painter, camera_finish, clip_polygon, convex_hull, ellipse, person_outline,
-                                 to_pixels)
+from seglab.toolbox.synth._paint import (Painter, camera_finish, convex_hull, ellipse, person_outline, random_color,
+                                         random_look, rect, to_pixels, write_file)
 
 REF_W, REF_H = 2048, 1024
 SPLITS = ("train", "val", "test")
@@ -49,12 +50,6 @@ def _pick(rng: np.random.Generator, palette: str, jitter: float = 0.07) -> tuple
     """A palette colour with a small random change of brightness and hue."""
     base = np.asarray(PALETTES[palette][rng.integers(len(PALETTES[palette]))])
     return tuple(np.clip(base * (1 + jitter * rng.standard_normal()) + 0.03 * rng.standard_normal(3), 0, 1))
-
-
-def _any_color(rng: np.random.Generator) -> tuple[float, float, float]:
-    """A random clothing / paint colour: any hue, often muted."""
-    hsv = np.uint8([[[rng.integers(180), rng.integers(0, 220), rng.integers(30, 240)]]])
-    return tuple(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0] / 255.0)
 
 
 # ------------------------------------------------------------------------------------------------ data types
@@ -97,8 +92,7 @@ class Camera:
     height: float
 
     def project(self, xyz: np.ndarray) -> np.ndarray:
-        xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-        x, y, z = xyz.T
+        x, y, z = np.asarray(xyz, dtype=np.float64).reshape(-1, 3).T
         return np.stack([self.u0 + self.f * x / z, self.v0 + self.f * (self.height - y) / z], axis=1)
 
 
@@ -122,14 +116,12 @@ def _quad(axis: str, c: float, a0: float, a1: float, b0: float, b1: float) -> np
     return np.stack([a, b, np.full(4, c)], 1)  # axis z: a: x, b: y
 
 
-def _spans(z0: float, z1: float, ratio: float = 1.25) -> list[tuple[float, float]]:
+def _spans(z0: float, z1: float, ratio: float = 1.25) -> Iterator[tuple[float, float]]:
     """Split [z0, z1] into pieces with far/near <= ratio, so that painter's order by distance stays right."""
-    out = []
     while z0 < z1 - 1e-6:
         nxt = min(z1, max(z0 * ratio, z0 + 0.5))
-        out.append((z0, nxt))
+        yield z0, nxt
         z0 = nxt
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ object tables
@@ -193,15 +185,23 @@ class _Street:
         """True with probability p, always True for the frame that must feature everything."""
         return self.featured or self.rng.random() < p
 
-    def seed(self) -> int:
-        return int(self.rng.integers(2**31))
-
     def in_view(self, x: float, z: float) -> float:
         """``z`` pushed back, if needed, so that a thing at lateral offset ``x`` is well inside the image."""
         return max(z, abs(x) * self.cam.f / 800)
 
-    def shape(self, xyz: np.ndarray, **kw) -> Shape:
-        return Shape(self.cam.project(xyz), seed=self.seed(), **kw)
+    def shape(self, points: np.ndarray, **kw) -> Shape:
+        """A Shape with its own texture seed, from (N, 3) points in metres or (N, 2) points in reference pixels."""
+        points = np.asarray(points, dtype=np.float64)
+        pixels = self.cam.project(points) if points.shape[1] == 3 else points
+        return Shape(pixels, seed=int(self.rng.integers(2**31)), **kw)
+
+    def ground_rect(self, y: float, x0: float, x1: float, z0: float, z1: float, **kw) -> None:
+        """A horizontal rectangle at height ``y``, painted before everything that stands (road, markings, ...)."""
+        self.ground.append(self.shape(_quad("y", y, x0, x1, z0, z1), **kw))
+
+    def strip(self, side: int, x: float, width: float, y: float, **kw) -> None:
+        """A ground strip along the whole street, from ``x`` to ``x + width`` metres out on ``side`` (-1 or 1)."""
+        self.ground_rect(y, *sorted((side * x, side * (x + width))), 0.8, Z_FAR, **kw)
 
     def add(self, x_near: float, z_near: float, shapes: list[Shape]) -> None:
         self.items.append((float(np.hypot(x_near, z_near)), shapes))
@@ -218,17 +218,15 @@ class _Street:
                   depth: float) -> list[tuple[float, list[Shape]]]:
         """Visible faces of an axis-aligned box (x0, x1, y0, y1, z0, z1), each with its window grid."""
         x0, x1, y0, y1, z0, z1 = box
-        faces = [("front", _quad("z", z0, x0, x1, y0, y1), "x", (x0, x1))]
-        if x0 > 0:
-            faces.append(("side", _quad("x", x0, z0, z1, y0, y1), "z", (z0, z1)))
-        if x1 < 0:
-            faces.append(("side", _quad("x", x1, z0, z1, y0, y1), "z", (z0, z1)))
-        if y1 < self.cam.height:
-            faces.append(("top", _quad("y", y1, x0, x1, z0, z1), None, None))
-        if y0 > self.cam.height:
-            faces.append(("bottom", _quad("y", y0, x0, x1, z0, z1), None, None))
+        faces = [("front", True, _quad("z", z0, x0, x1, y0, y1), "x", (x0, x1)),  # windows along x, over (x0, x1)
+                 ("side", x0 > 0, _quad("x", x0, z0, z1, y0, y1), "z", (z0, z1)),
+                 ("side", x1 < 0, _quad("x", x1, z0, z1, y0, y1), "z", (z0, z1)),
+                 ("top", y1 < self.cam.height, _quad("y", y1, x0, x1, z0, z1), None, None),
+                 ("bottom", y0 > self.cam.height, _quad("y", y0, x0, x1, z0, z1), None, None)]
         out = []
-        for kind, corners, along, extent in faces:
+        for kind, visible, corners, along, extent in faces:
+            if not visible:
+                continue
             shade = np.clip(np.asarray(color) * FACE_SHADE[kind], 0, 1)
             shapes = [self.shape(corners, color=tuple(shade), texture=texture, amp=amp, depth=depth)]
             if windows and along:
@@ -247,27 +245,24 @@ class _Street:
                 a0, a1 = max(a + col * (1 - frac_x) / 2, extent[0]), min(a + col * (1 + frac_x) / 2, extent[1])
                 if a1 - a0 < col * frac_x * 0.3:
                     continue
-                b0, b1 = y, y + row * frac_y
-                quad = _quad("x", plane, a0, a1, b0, b1) if along == "z" else _quad("z", plane, a0, a1, b0, b1)
-                pts = self.cam.project(quad)
+                pts = self.cam.project(_quad("x" if along == "z" else "z", plane, a0, a1, y, y + row * frac_y))
                 if np.ptp(pts[:, 1]) < 5:  # too small to matter at the reference size: skip
                     continue
                 tone = np.clip(np.asarray(glass) * self.rng.uniform(0.6, 1.5), 0, 1)
-                out.append(Shape(pts, color=tuple(tone), texture="metal", amp=0.25, depth=depth, seed=self.seed()))
+                out.append(self.shape(pts, color=tuple(tone), texture="metal", amp=0.25, depth=depth))
         return out
 
     def solid(self, label: str, boxes: list[tuple], colors: list[tuple], texture: str, amp: float,
-              hull_color: tuple, windows: list[tuple | None] | None = None) -> tuple[list[Shape], float]:
+              hull_color: tuple, windows: list[tuple | None] | None = None) -> list[Shape]:
         """Label polygon = convex hull of the boxes; the faces of all boxes painted far to near on top."""
         corners = np.concatenate([[(x, y, z) for x in b[:2] for y in b[2:4] for z in b[4:6]] for b in boxes])
         depth = min(b[4] for b in boxes)
-        hull = Shape(convex_hull(self.cam.project(corners)), label=label, color=hull_color, depth=depth,
-                     seed=self.seed())
+        hull = self.shape(convex_hull(self.cam.project(corners)), label=label, color=hull_color, depth=depth)
         faces = []
         for i, (box, color) in enumerate(zip(boxes, colors)):
             faces += self.box_faces(box, color, texture, amp, windows[i] if windows else None, depth)
         faces.sort(key=lambda item: -item[0])
-        return [hull] + [s for _, shapes in faces for s in shapes], depth
+        return [hull] + [s for _, shapes in faces for s in shapes]
 
     # ------------------------------------------------------------------ layout
     def build(self) -> list[Shape]:
@@ -277,10 +272,9 @@ class _Street:
         self.left = -(ego + 0.5) * lane_w + rng.uniform(-0.4, 0.4)
         self.right = self.left + lanes * lane_w
         self.lanes = [self.left + (i + 0.5) * lane_w for i in range(lanes)]
-        self.ego_lane = ego
-        self.lane_w = lane_w
-        self.sunny = rng.random() < 0.35
-        sky = _pick(rng, "sunny sky" if self.sunny else "overcast sky", 0.05)
+        self.ego_lane, self.lane_w = ego, lane_w
+        sunny = rng.random() < 0.35
+        sky = _pick(rng, "sunny sky" if sunny else "overcast sky", 0.05)
         self.look = dict(sky=sky, haze=rng.uniform(60, 250), haze_color=tuple(np.clip(np.asarray(sky) + 0.1, 0, 1)))
         self.sky(sky)
         self.road()
@@ -288,17 +282,14 @@ class _Street:
             self.street_side(side, abs(self.left if side < 0 else self.right), plan)
         self.traffic()
         self.far_end()
-        if self.sunny:  # cast shadows of the houses across the street (they darken the ground only)
+        if sunny:  # cast shadows of the houses across the street (they darken the ground only)
             for _ in range(int(rng.integers(2, 6))):
                 z = rng.uniform(3, 80)
                 xs = sorted((self.left - 6, self.left + rng.uniform(2, 12)) if rng.random() < 0.5 else
                             (self.right - rng.uniform(2, 12), self.right + 6))
-                self.ground.append(self.shape(_quad("y", 0.13, *xs, z, z + rng.uniform(5, 25)),
-                                              color=(0.5, 0.55, 0.65), mode="shade"))
-        shapes = list(self.ground)
-        for _, item in sorted(self.items, key=lambda it: -it[0]):
-            shapes += item
-        return shapes + self.frame_border()
+                self.ground_rect(0.13, *xs, z, z + rng.uniform(5, 25), color=(0.5, 0.55, 0.65), mode="shade")
+        items = [shape for _, item in sorted(self.items, key=lambda it: -it[0]) for shape in item]
+        return self.ground + items + self.frame_border()
 
     def plan_sides(self) -> dict[int, SidePlan]:
         """What each side of the street holds; the featured frame puts every rare thing where it stays visible."""
@@ -321,17 +312,17 @@ class _Street:
         return plans
 
     def sky(self, color: tuple) -> None:
-        pts = np.array([[0, 0], [REF_W, 0], [REF_W, self.cam.v0 + 15], [0, self.cam.v0 + 15]], dtype=np.float64)
-        self.ground.append(Shape(pts, label="sky", color=color, texture="sky", amp=0.12, depth=Z_FAR,
-                                 seed=self.seed()))
-        self.ground.append(self.shape(_quad("y", 0, -600, 600, 2, Z_FAR), label="ground",
-                                      color=_pick(self.rng, "terrain"), texture="grain", amp=0.3))
+        """The sky down to just below the horizon, and the ground plane to the horizon under everything else."""
+        self.ground.append(self.shape(rect(0, 0, REF_W, self.cam.v0 + 15), label="sky", color=color, texture="sky",
+                                      amp=0.12, depth=Z_FAR))
+        self.ground_rect(0, -600, 600, 2, Z_FAR, label="ground", color=_pick(self.rng, "terrain"), texture="grain",
+                         amp=0.3)
 
     def road(self) -> None:
+        """Asphalt with repair patches, lane and edge markings and sometimes a crosswalk."""
         rng = self.rng
         color = _pick(rng, "asphalt")
-        self.ground.append(self.shape(_quad("y", 0, self.left, self.right, 0.8, Z_FAR), label="road", color=color,
-                                      texture="grain", amp=0.18))
+        self.ground_rect(0, self.left, self.right, 0.8, Z_FAR, label="road", color=color, texture="grain", amp=0.18)
         for _ in range(int(rng.integers(0, 5))):  # repair patches, a bit darker or lighter
             x, z = rng.uniform(self.left, self.right), rng.uniform(4, 60)
             patch = np.array([[x + rng.uniform(-2, 0), 0, z], [x + rng.uniform(0, 2), 0, z],
@@ -340,20 +331,17 @@ class _Street:
             patch[:, 0] = np.clip(patch[:, 0], self.left, self.right)
             self.ground.append(self.shape(patch, color=tuple(np.asarray(color) * rng.uniform(0.75, 1.2)),
                                           texture="grain", amp=0.3))
-        paint = (0.85, 0.85, 0.8)
+        marking = dict(color=(0.85, 0.85, 0.8), texture="grain", amp=0.15)
         dash, gap = rng.uniform(2, 4), rng.uniform(4, 9)
         for x in [self.left + i * self.lane_w for i in range(1, len(self.lanes))]:
             for z in np.arange(rng.uniform(1, 6), 120, dash + gap):
-                self.ground.append(self.shape(_quad("y", 0, x - 0.07, x + 0.07, z, z + dash), color=paint,
-                                              texture="grain", amp=0.15))
+                self.ground_rect(0, x - 0.07, x + 0.07, z, z + dash, **marking)
         for x in (self.left + 0.3, self.right - 0.3):
-            self.ground.append(self.shape(_quad("y", 0, x - 0.08, x + 0.08, 1, Z_FAR), color=paint,
-                                          texture="grain", amp=0.15))
+            self.ground_rect(0, x - 0.08, x + 0.08, 1, Z_FAR, **marking)
         self.crosswalk = rng.uniform(10, 16) if self.featured else rng.uniform(12, 30) if rng.random() < 0.35 else 0
         if self.crosswalk:
             for x in np.arange(self.left + 0.5, self.right - 0.5, 1.0):
-                self.ground.append(self.shape(_quad("y", 0, x, x + 0.5, self.crosswalk, self.crosswalk + 3.5),
-                                              color=paint, texture="grain", amp=0.15))
+                self.ground_rect(0, x, x + 0.5, self.crosswalk, self.crosswalk + 3.5, **marking)
 
     def street_side(self, side: int, edge: float, plan: SidePlan) -> None:
         """Parking strip, curb and sidewalk, terrain strip, then walls/fences, trees and buildings along one side."""
@@ -361,22 +349,20 @@ class _Street:
         x = edge
         if plan.parking:
             width = rng.uniform(2.0, 2.6)
-            self.ground.append(self.shape(_quad("y", 0, *sorted((side * x, side * (x + width))), 0.8, Z_FAR),
-                                          label="parking", color=_pick(rng, "paving"), texture="tiles", amp=0.4))
+            self.strip(side, x, width, 0, label="parking", color=_pick(rng, "paving"), texture="tiles", amp=0.4)
             for z in np.arange(rng.uniform(3, 8), 60, 5.5):
                 if rng.random() < (0.15 if self.featured else 0.5):
                     self.add(x, z, self.vehicle("car", side * (x + width / 2), z + 0.5))
             x += width
         walk = rng.uniform(2.5, 4.0 if self.featured else 5.5)
         curb, color = 0.12, _pick(rng, "paving")
-        self.ground.append(self.shape(_quad("y", curb, *sorted((side * x, side * (x + walk))), 0.8, Z_FAR),
-                                      label="sidewalk", color=color, texture="tiles", amp=0.35))
+        self.strip(side, x, walk, curb, label="sidewalk", color=color, texture="tiles", amp=0.35)
         self.ground.append(self.shape(_quad("x", side * x, 0.8, Z_FAR, 0, curb), label="sidewalk",
                                       color=tuple(np.clip(np.asarray(color) * 1.15, 0, 1)), texture="grain", amp=0.2))
         inner, x = x, x + walk
         if plan.terrain:
-            self.ground.append(self.shape(_quad("y", curb, *sorted((side * x, side * (x + plan.terrain))), 0.8, Z_FAR),
-                                          label="terrain", color=_pick(rng, "terrain"), texture="streak", amp=0.4))
+            self.strip(side, x, plan.terrain, curb, label="terrain", color=_pick(rng, "terrain"), texture="streak",
+                       amp=0.4)
             x += plan.terrain
         z = self.in_view(x, rng.uniform(3, 12)) if self.featured else rng.uniform(3, 12)
         for label in plan.runs:  # one after another along the outer edge
@@ -456,8 +442,7 @@ class _Street:
             xs = sorted((side * (x + setback), side * (x + setback + depth)))
             for a, b in _spans(z, z + length, 1.3):
                 box = (xs[0], xs[1], 0.0, height, a, b)
-                shapes, _ = self.solid("building", [box], [color], texture, 0.25, color, [windows])
-                self.add(x + setback, a, shapes)
+                self.add(x + setback, a, self.solid("building", [box], [color], texture, 0.25, color, [windows]))
             if rng.random() < 0.25:  # vegetation peeking above the roofs behind
                 self.tree(side * (x + depth + 5), z + length / 2, big=True, height=height + rng.uniform(2, 8))
             z += length
@@ -470,9 +455,8 @@ class _Street:
             x = -60.0
             while x < 60:
                 width = rng.uniform(8, 25)
-                shapes, _ = self.solid("building", [(x, x + width, 0, rng.uniform(8, 30), z, z + 15)],
-                                       [_pick(rng, "facade")], "grain", 0.2, (0.5, 0.5, 0.5))
-                self.add(0, z, shapes)
+                self.add(0, z, self.solid("building", [(x, x + width, 0, rng.uniform(8, 30), z, z + 15)],
+                                          [_pick(rng, "facade")], "grain", 0.2, (0.5, 0.5, 0.5)))
                 x += width
         else:
             for x in np.arange(-60, 60, 9):
@@ -485,12 +469,11 @@ class _Street:
         height = rng.uniform(3.5, 7.0)
         color = _pick(rng, "metal")
         r = 0.08
-        shapes, _ = self.solid("pole", [(x - r, x + r, 0, height, z - r, z + r)], [color], "metal", 0.2, color)
-        self.add(x, z, shapes)
+        self.add(x, z, self.solid("pole", [(x - r, x + r, 0, height, z - r, z + r)], [color], "metal", 0.2, color))
         if self.chance(0.5):  # a traffic light on top or mounted on the side
             y0 = min(height, rng.uniform(2.6, 4.2)) - 0.9
-            light, _ = self.solid("traffic light", [(x - 0.2, x + 0.2, y0, y0 + 0.9, z - 0.35, z - 0.1)],
-                                  [(0.12, 0.12, 0.1)], "flat", 0.0, (0.12, 0.12, 0.1))
+            light = self.solid("traffic light", [(x - 0.2, x + 0.2, y0, y0 + 0.9, z - 0.35, z - 0.1)],
+                               [(0.12, 0.12, 0.1)], "flat", 0.0, (0.12, 0.12, 0.1))
             lit = int(rng.integers(3))
             for i, tone in enumerate([(0.9, 0.15, 0.1), (0.95, 0.7, 0.1), (0.2, 0.85, 0.4)]):
                 lamp = ellipse(0, y0 + 0.75 - i * 0.29, 0.1, 0.1, 10)
@@ -500,10 +483,9 @@ class _Street:
         if self.chance(0.6):
             outline, rim, face = SIGNS[int(rng.integers(len(SIGNS)))]
             yc = rng.uniform(2.0, min(height, 3.2))
-            plate = [Shape(self.billboard(outline, x, z - 0.15, yc), label="traffic sign", color=rim,
-                           depth=z, seed=self.seed()),
-                     Shape(self.billboard(outline, x, z - 0.15, yc, 0.75, 0.75), color=face, texture="grain",
-                           amp=0.1, depth=z, seed=self.seed())]
+            plate = [self.shape(self.billboard(outline, x, z - 0.15, yc), label="traffic sign", color=rim, depth=z),
+                     self.shape(self.billboard(outline, x, z - 0.15, yc, 0.75, 0.75), color=face, texture="grain",
+                                amp=0.1, depth=z)]
             self.add(x, z - 0.2, plate)
 
     def tree(self, x: float, z: float, big: bool = False, height: float | None = None) -> None:
@@ -516,15 +498,13 @@ class _Street:
         bumps = radius * (1 + 0.18 * rng.standard_normal(24))
         crown = np.stack([np.cos(angles) * bumps, height - radius * 0.9 + np.sin(angles) * bumps * 0.9], axis=1)
         color = _pick(rng, "vegetation")
-        shapes = [Shape(self.billboard(trunk, x, z), label="vegetation", color=(0.3, 0.24, 0.18), texture="streak",
-                        amp=0.2, depth=z, seed=self.seed()),
-                  Shape(self.billboard(crown, x, z), label="vegetation", color=color, texture="blotch", amp=0.55,
-                        depth=z, seed=self.seed())]
+        shapes = [self.shape(self.billboard(trunk, x, z), label="vegetation", color=(0.3, 0.24, 0.18),
+                             texture="streak", amp=0.2, depth=z),
+                  self.shape(self.billboard(crown, x, z), label="vegetation", color=color, texture="blotch", amp=0.55,
+                             depth=z)]
         if rng.random() < 0.4 and not big:  # a terrain patch around the trunk
-            patch = np.array([[x - 0.8, 0.12, z - 0.8], [x + 0.8, 0.12, z - 0.8], [x + 0.8, 0.12, z + 0.8],
-                              [x - 0.8, 0.12, z + 0.8]])
-            shapes.insert(0, self.shape(patch, label="terrain", color=_pick(rng, "terrain"), texture="streak",
-                                        amp=0.4, depth=z))
+            shapes.insert(0, self.shape(_quad("y", 0.12, x - 0.8, x + 0.8, z - 0.8, z + 0.8), label="terrain",
+                                        color=_pick(rng, "terrain"), texture="streak", amp=0.4, depth=z))
         self.add(x, z, shapes)
 
     def person(self, x: float, z: float, keep: bool = False, y0: float = 0.0, label: str = "person",
@@ -532,16 +512,14 @@ class _Street:
         """A pedestrian (or rider) facing the camera: trousers, shirt, skin and hair drawn as bands of one outline."""
         rng = self.rng
         height = height or rng.uniform(1.55, 1.95)
-        outline = person_outline(rng.uniform(0.0, 0.14), rng.uniform(-0.05, 0.05))
-        pts = outline * height
-        pants, shirt, skin = _any_color(rng), _any_color(rng), _pick(rng, "skin")
-        shapes = [Shape(self.billboard(pts, x, z, y0), label=label, color=pants, texture="grain", amp=0.2,
-                        depth=z, seed=self.seed())]
-        for (lo, hi), color in (((0.45, 0.84), shirt), ((0.84, 1.01), skin), ((0.95, 1.01), _any_color(rng))):
-            band = clip_polygon(outline, -1, lo, 1, hi) * height
+        outline, *bands = person_outline(rng.uniform(0.0, 0.14), rng.uniform(-0.05, 0.05))
+        pants, shirt, skin = random_color(rng), random_color(rng), _pick(rng, "skin")
+        shapes = [self.shape(self.billboard(outline * height, x, z, y0), label=label, color=pants, texture="grain",
+                             amp=0.2, depth=z)]
+        for band, color in zip(bands, (shirt, skin, random_color(rng))):  # hair colour drawn after the first seed
             if len(band) >= 3:
-                shapes.append(Shape(self.billboard(band, x, z, y0), color=color, texture="grain", amp=0.2,
-                                    depth=z, seed=self.seed()))
+                shapes.append(self.shape(self.billboard(band * height, x, z, y0), color=color, texture="grain",
+                                         amp=0.2, depth=z))
         if not keep:
             self.add(x, z, shapes)
         return shapes
@@ -553,25 +531,16 @@ class _Street:
         spec = TWO_WHEELERS[kind]
         flip = 1 if rng.random() < 0.5 else -1
         wheel_pts = [ellipse(cx, cy, spec["radius"], spec["radius"], 14) for cx, cy in spec["wheels"]]
-        parts = np.concatenate(wheel_pts + [np.array(spec["frame"])] + ([np.array(spec["body"])] if spec["body"]
-                                                                          else []))
-        color = _any_color(rng)
-
-        def proj(pts: np.ndarray) -> np.ndarray:
-            return self.billboard(np.asarray(pts), x, z, sx=flip * squeeze)
-
-        shapes = [Shape(convex_hull(proj(parts)), label=kind, mode="none", depth=z, seed=self.seed())]
-        dark = (0.07, 0.07, 0.08)
-        for wheel in wheel_pts:
-            if kind == "motorcycle":
-                shapes.append(Shape(proj(wheel), color=dark, texture="grain", amp=0.2, depth=z, seed=self.seed()))
-            else:
-                shapes.append(Shape(proj(wheel), color=dark, depth=z, line=max(1.0, self.cam.f * 0.035 / z),
-                                    seed=self.seed()))
+        outline = np.concatenate(wheel_pts + [np.array(part) for part in (spec["frame"], spec["body"]) if part])
+        color = random_color(rng)
+        proj = partial(self.billboard, x=x, z=z, sx=flip * squeeze)
+        stroke = max(1.0, self.cam.f * 0.035 / z)
+        tyre = dict(texture="grain", amp=0.2) if kind == "motorcycle" else dict(line=stroke)
+        shapes = [self.shape(convex_hull(proj(outline)), label=kind, mode="none", depth=z)]
+        shapes += [self.shape(proj(wheel), color=(0.07, 0.07, 0.08), depth=z, **tyre) for wheel in wheel_pts]
         if spec["body"]:
-            shapes.append(Shape(proj(spec["body"]), color=color, texture="metal", amp=0.3, depth=z, seed=self.seed()))
-        shapes.append(Shape(proj(spec["frame"]), color=color, depth=z, line=max(1.0, self.cam.f * 0.035 / z),
-                            closed=False, seed=self.seed()))
+            shapes.append(self.shape(proj(spec["body"]), color=color, texture="metal", amp=0.3, depth=z))
+        shapes.append(self.shape(proj(spec["frame"]), color=color, depth=z, line=stroke, closed=False))
         if rider:
             shapes += self.person(x - flip * squeeze * 0.1, z - 0.01, keep=True, y0=spec["saddle"][1] - 0.8,
                                   label="rider", height=rng.uniform(1.6, 1.85))
@@ -584,7 +553,7 @@ class _Street:
         rng = self.rng
         width, length, parts, band, wheel_r, wheel_at = VEHICLES[kind]
         length *= rng.uniform(0.9, 1.1)
-        paint = _pick(rng, "car") if kind == "car" else _any_color(rng)
+        paint = _pick(rng, "car") if kind == "car" else random_color(rng)
         boxes, colors = [], []
         for fx0, fx1, y0, y1, fz0, fz1, material in parts:
             if across:  # long axis along x (a tram crossing the street): the near face is its side
@@ -595,8 +564,8 @@ class _Street:
                               z + fz0 * length, z + fz1 * length))
             colors.append({"glass": GLASS, "body": paint}.get(material) or _pick(rng, "concrete"))
         windows = [(band[0], band[1], band[1] - band[0], band[2], 1.0, band[3], GLASS) if band else None] * len(boxes)
-        shapes, depth = self.solid(kind, boxes, colors, "metal", 0.3, GLASS, windows)
-        near = boxes[0]
+        shapes = self.solid(kind, boxes, colors, "metal", 0.3, GLASS, windows)
+        near, depth = boxes[0], min(b[4] for b in boxes)
         far_z = max(b[5] for b in boxes)
         shapes.insert(0, self.shape(_quad("y", 0.01, near[0] - 0.3, near[1] + 0.3, near[4] - 0.3, far_z),
                                     color=(0.45, 0.45, 0.5), mode="shade", depth=depth))  # shadow underneath
@@ -624,10 +593,9 @@ class _Street:
         """A box-shaped piece of ``static`` (bench, billboard, bollard) or ``dynamic`` (bin, cart) street furniture."""
         rng = self.rng
         w, d, h = FURNITURE[label][int(rng.integers(len(FURNITURE[label])))]
-        color = _any_color(rng) if label == "dynamic" else _pick(rng, "concrete")
-        shapes, _ = self.solid(label, [(x - w / 2, x + w / 2, 0.12, 0.12 + h, z, z + d)], [color], "grain", 0.2,
-                               color)
-        self.add(x, z, shapes)
+        color = random_color(rng) if label == "dynamic" else _pick(rng, "concrete")
+        self.add(x, z, self.solid(label, [(x - w / 2, x + w / 2, 0.12, 0.12 + h, z, z + d)], [color], "grain", 0.2,
+                                  color))
 
     def group(self, label: str, x: float, members: list[list[Shape]]) -> None:
         """Several objects annotated as one ``...group`` polygon (their convex hull); members keep their looks."""
@@ -637,7 +605,7 @@ class _Street:
         for s in shapes:
             s.label = None
         depth = min(s.depth for s in shapes)
-        hull = Shape(convex_hull(outline), label=label, mode="none", depth=depth, seed=self.seed())
+        hull = self.shape(convex_hull(outline), label=label, mode="none", depth=depth)
         self.add(x, depth, [hull] + [s for s in shapes if s.mode != "none"])
 
     def traffic(self) -> None:
@@ -647,9 +615,7 @@ class _Street:
         special = ["bus", "truck"] if self.featured else []
         for i, lane in enumerate(self.lanes):
             if self.featured and i == self.ego_lane:
-                z0 = rng.uniform(30, 45)
-                self.group("cargroup", abs(lane), [self.vehicle("car", lane + rng.uniform(-0.4, 0.4), z0 + 6 * k)
-                                                   for k in range(int(rng.integers(3, 6)))])
+                self.car_queue(lane, rng.uniform(30, 45))
                 continue
             z = rng.uniform(30, 40) if special else rng.uniform(8, 22) if i == self.ego_lane else rng.uniform(5, 16)
             while z < 70:
@@ -669,37 +635,40 @@ class _Street:
         if self.crosswalk:
             for _ in range(int(rng.integers(1, 4))):
                 self.person(rng.uniform(self.left, self.right), self.crosswalk + rng.uniform(0.5, 3))
-            if self.featured:
-                kinds = ["bicycle", "motorcycle"]
-            else:
-                kinds = [str(rng.choice(["bicycle", "motorcycle"]))] if rng.random() < 0.5 else []
+            kinds = (["bicycle", "motorcycle"] if self.featured else
+                     [str(rng.choice(["bicycle", "motorcycle"]))] if rng.random() < 0.5 else [])
             for k, kind in enumerate(kinds):  # riders crossing, seen from the side
                 x = self.left + (k + 0.5 + rng.uniform(-0.2, 0.2)) * (self.right - self.left) / len(kinds)
                 self.two_wheeler(kind, x, self.crosswalk + 1.5 + k, rider=True)
         if not self.featured and rng.random() < 0.2:
             lane = self.lanes[int(rng.integers(len(self.lanes)))]
-            z0 = rng.uniform(60, 90)
-            self.group("cargroup", abs(lane), [self.vehicle("car", lane + rng.uniform(-0.4, 0.4), z0 + 6 * k)
-                                               for k in range(int(rng.integers(3, 6)))])
+            self.car_queue(lane, rng.uniform(60, 90))
+
+    def car_queue(self, lane: float, z0: float) -> None:
+        """Three to five cars waiting one behind the other from ``z0`` on, annotated as one cargroup."""
+        rng = self.rng
+        self.group("cargroup", abs(lane), [self.vehicle("car", lane + rng.uniform(-0.4, 0.4), z0 + 6 * k)
+                                           for k in range(int(rng.integers(3, 6)))])
 
     def frame_border(self) -> list[Shape]:
         """Void regions the real data has at the frame: ego-vehicle hood, rectification border, out of roi."""
         rng = self.rng
         hood = rng.uniform(50, 110)
         arc = ellipse(REF_W / 2, REF_H, REF_W * 0.75, hood, 24, 0, np.pi, 2 * np.pi)
-        shapes = [Shape(np.vstack([arc, [[REF_W, REF_H], [0, REF_H]]]), label="ego vehicle",
-                        color=_pick(rng, "car", 0.02), texture="metal", amp=0.5, depth=2, seed=self.seed())]
+        shapes = [self.shape(np.vstack([arc, [[REF_W, REF_H], [0, REF_H]]]), label="ego vehicle",
+                             color=_pick(rng, "car", 0.02), texture="metal", amp=0.5, depth=2)]
         for x_edge, sign in ((0.0, 1), (REF_W, -1)):
             top, bottom = rng.uniform(0, 10), rng.uniform(6, 18)
             wedge = np.array([[x_edge, 0], [x_edge + sign * top, 0], [x_edge + sign * bottom, REF_H], [x_edge, REF_H]])
             shapes.append(Shape(wedge, label="rectification border", color=(0.02, 0.02, 0.02), depth=1))
         band = rng.uniform(6, 12)
-        shapes.append(Shape(np.array([[0, REF_H - band], [REF_W, REF_H - band], [REF_W, REF_H], [0, REF_H]]),
-                            label="out of roi", mode="none", depth=1))
+        shapes.append(Shape(rect(0, REF_H - band, REF_W, REF_H), label="out of roi", mode="none", depth=1))
         return shapes
 
 
 # ------------------------------------------------------------------------------------------------ scene -> frame
+LOOK = dict(gain=(0.7, 1.3), cast=0.05, gamma=(0.8, 1.25), contrast=(0.75, 1.2), noise=(0.008, 0.03),
+            blur=(0.5, 1.6), vignette=(0, 0.35))  # camera settings: ranges of random_look
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 DELETABLE = ("car", "bicycle", "motorcycle")  # never reach the top rows, where deleted outlines are put
 
@@ -713,14 +682,11 @@ def build_scene(seed: int, split: str, index: int, max_attempts: int = 25) -> Sc
         shapes = street.build()
         for _ in range(int(rng.integers(1, 3)) if street.chance(0.3) else 0):  # annotation mistakes, deleted
             x, y, w, h = rng.uniform(100, 1800), rng.uniform(0, 120), rng.uniform(40, 200), rng.uniform(30, 80)
-            box = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
-            shapes.insert(int(rng.integers(len(shapes))), Shape(box, label=str(rng.choice(DELETABLE)), mode="none",
-                                                               deleted=True))
+            shapes.insert(int(rng.integers(len(shapes))), Shape(rect(x, y, x + w, y + h), deleted=True, mode="none",
+                                                               label=str(rng.choice(DELETABLE))))
         date = (f"{rng.integers(1, 29):02d}-{MONTHS[rng.integers(12)]}-{rng.integers(2014, 2016)} "
                 f"{rng.integers(8, 20):02d}:{rng.integers(60):02d}:{rng.integers(60):02d}")
-        look = dict(street.look, gain=rng.uniform(0.7, 1.3), cast=tuple(1 + 0.05 * rng.standard_normal(3)),
-                    gamma=rng.uniform(0.8, 1.25), contrast=rng.uniform(0.75, 1.2), noise=rng.uniform(0.008, 0.03),
-                    blur=rng.uniform(0.5, 1.6), vignette=rng.uniform(0, 0.35), seed=int(rng.integers(2**31)))
+        look = dict(street.look, **random_look(rng, LOOK), seed=int(rng.integers(2**31)))
         scene = Scene(street.cam, shapes, look, date)
         if not featured or _shows_everything(scene):
             return scene
@@ -772,10 +738,6 @@ def render(scene: Scene, height: int, width: int, paint: bool = True) -> Frame:
     painter = Painter(height, width, sx) if paint else None
     rows = (np.arange(height) + 0.5) / sy - cam.v0
     row_depth = np.where(rows > 0.5, cam.f * cam.height / np.maximum(rows, 0.5), Z_FAR)
-
-    def fog(depth):
-        return 0.85 * (1 - np.exp(-np.asarray(depth) / look["haze"]))
-
     objects, counts = [], {}
     for shape in scene.shapes:
         if shape.line:
@@ -792,14 +754,14 @@ def render(scene: Scene, height: int, width: int, paint: bool = True) -> Frame:
                 cv2.fillPoly(instance, [pts], value)
         if paint and shape.mode != "none" and not shape.deleted:
             rng = None if shape.texture == "flat" else np.random.default_rng(shape.seed)
-            haze = fog(row_depth) if shape.depth is None else fog(shape.depth)
+            depth = row_depth if shape.depth is None else shape.depth  # ground surfaces: the depth of each row
+            haze = 0.85 * (1 - np.exp(-np.asarray(depth) / look["haze"]))
             painter.fill(pts, shape.color, rng, shape.texture, shape.amp, shape.mode, shape.line, shape.closed,
                          haze, look["haze_color"])
     annotation = {"imgHeight": height, "imgWidth": width, "objects": objects}
     if not paint:
         return Frame(np.zeros((height, width, 3), np.uint8), annotation, instance)
-    image = camera_finish(painter.image, np.random.default_rng(look["seed"]), sx, look["gain"], look["cast"],
-                          look["gamma"], look["contrast"], look["noise"], look["blur"], look["vignette"])
+    image = camera_finish(painter.image, np.random.default_rng(look["seed"]), sx, **{k: look[k] for k in LOOK})
     return Frame(image, annotation, instance)
 
 
@@ -815,20 +777,11 @@ def write_frame(root: str, task: tuple[str, int], seed: int, height: int, width:
     split, index = task
     city, stem = frame_name(split, index)
     frame = render(build_scene(seed, split, index), height, width)
-    image_dir = os.path.join(root, "leftImg8bit", split, city)
-    label_dir = os.path.join(root, "gtFine", split, city)
-    os.makedirs(image_dir, exist_ok=True)
-    os.makedirs(label_dir, exist_ok=True)
-    gt = os.path.join(label_dir, f"{stem}_gtFine_")
-    _imwrite(os.path.join(image_dir, f"{stem}_leftImg8bit.png"), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
-    _imwrite(gt + "labelIds.png", frame.label_ids)
-    _imwrite(gt + "instanceIds.png", frame.instance_ids)
-    _imwrite(gt + "color.png", cv2.cvtColor(frame.color, cv2.COLOR_RGBA2BGRA))
-    with open(gt + "polygons.json", "w", encoding="utf-8") as fh:
-        json.dump(frame.annotation, fh, indent=4)
+    gt = os.path.join(root, "gtFine", split, city, f"{stem}_gtFine_")
+    photo = os.path.join(root, "leftImg8bit", split, city, f"{stem}_leftImg8bit.png")
+    for path, image in ((photo, cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)), (gt + "labelIds.png", frame.label_ids),
+                        (gt + "instanceIds.png", frame.instance_ids),
+                        (gt + "color.png", cv2.cvtColor(frame.color, cv2.COLOR_RGBA2BGRA))):
+        write_file(path, cv2.imencode(".png", image)[1].tobytes())
+    write_file(gt + "polygons.json", json.dumps(frame.annotation, indent=4).encode())
     return split, sorted(int(i) for i in np.unique(frame.label_ids))
-
-
-def _imwrite(path: str, array: np.ndarray) -> None:
-    if not cv2.imwrite(path, array):
-        raise OSError(f"could not write {path}")
