@@ -6,10 +6,11 @@ through a DataLoader as the trainer builds it.
 
 Each round iterates one epoch of each pipeline (worker start-up included, as every training epoch pays it), the
 pipelines alternating; samples/s = frames / fastest epoch (the least disturbed by other processes, as timeit
-reports). Two more rows time seglab's dataset in the main process (0 workers), to show what the worker pool adds,
-and the same dataset with its frames decoded once and kept in memory (``--in-memory``). Every sample also reports
-the CPU seconds its loading took (in its worker), a cost that, unlike samples/s, other processes' load does not
-change. Writes ``outputs/benchmarks/data.csv`` and ``data.png``.
+reports). More rows time seglab's dataset with the usual v2 chain instead of its one warp (the same decoding, so the
+difference is the warp's alone: seglab.transforms.warp_crop is a speed trick, kept while this row shows it pays), in
+the main process (0 workers), to show what the worker pool adds, and with its frames decoded once and kept in memory
+(``--in-memory``). Every sample also reports the CPU seconds its loading took (in its worker), a cost that, unlike
+samples/s, other processes' load does not change. Writes ``outputs/benchmarks/data.csv`` and ``data.png``.
 
     .venv/bin/python benchmarks/bench_data.py [--data ROOT] [--frames 16] [--crop 512,1024] [--workers 2] [--repeat 3]
 """
@@ -53,7 +54,7 @@ def conventional_transforms(crop: tuple[int, int], base_size: int, zoom_range: t
     frame (resize, rotate, then crop); flip, jitter and normalisation are seglab's own, so only the geometry differs."""
     from torchvision.transforms import v2
 
-    from seglab.data import RandomScaleRotateCrop, train_transforms
+    from seglab.transforms import RandomScaleRotateCrop, train_transforms
 
     ours = train_transforms(crop, base_size, zoom_range, rotation)
     warp, rest = ours.transforms[0], ours.transforms[1:]
@@ -65,10 +66,12 @@ def conventional_transforms(crop: tuple[int, int], base_size: int, zoom_range: t
 
 
 def pipelines(root: Path, crop: tuple[int, int], zoom_range: tuple[float, float]):
-    """(seglab dataset with the trainer's training transforms, torchvision dataset with the usual v2 chain)."""
+    """(seglab dataset with the trainer's training transforms, the same with the usual v2 chain instead, torchvision
+    dataset with the usual v2 chain)."""
     from torchvision.datasets import Cityscapes
 
-    from seglab.data import CityscapesSegmentation, native_size, train_transforms
+    from seglab.data import CityscapesSegmentation, native_size
+    from seglab.transforms import train_transforms
 
     ours = CityscapesSegmentation(root, "train")
     base = min(native_size(ours))
@@ -77,7 +80,9 @@ def pipelines(root: Path, crop: tuple[int, int], zoom_range: tuple[float, float]
                       transforms=PeerTransforms(conventional_transforms(crop, base, zoom_range)))
     if len(peer) != len(ours):
         raise SystemExit(f"error: torchvision finds {len(peer)} frames, seglab {len(ours)}, under {root}")
-    return ours, peer
+    chain = copy.copy(ours)
+    chain.transforms = conventional_transforms(crop, base, zoom_range)
+    return ours, chain, peer
 
 
 class CpuTimed(torch.utils.data.Dataset):
@@ -114,7 +119,7 @@ def plot(table, args, path: Path) -> None:
 
     fig = Figure(figsize=(9, 2.8), layout="constrained")
     ax = fig.subplots()
-    colours = ["tab:gray", "tab:green", "tab:olive", "tab:cyan"]
+    colours = ["tab:gray", "tab:green", "tab:blue", "tab:olive", "tab:cyan"]
     barh(ax, table["pipeline"], table["samples_per_s"], "{:.2f}", colours[:len(table)])
     row = table.iloc[0]
     ax.set_xlabel(f"samples/s (higher is better): {row['frames']} frames of {row['height']}x{row['width']}, "
@@ -136,15 +141,17 @@ def run(args) -> object:
             root = Path(tmp) / "minicity"
             print(f"generating {args.frames} MiniCity frames at {args.height}x{args.width} ...", flush=True)
             generate_minicity(root, train=args.frames, val=0, test=0, height=args.height, width=args.width, seed=0)
-        ours, peer = pipelines(Path(root), args.crop, args.zoom_range)
+        ours, chain, peer = pipelines(Path(root), args.crop, args.zoom_range)
         with Image.open(ours.image_path(0)) as img:
             width, height = img.size
         with_workers = f"seglab CityscapesSegmentation + one warp, {args.workers} workers"
         from_files = "seglab CityscapesSegmentation, main process (0 workers)" if args.workers else with_workers
+        with_chain = f"seglab CityscapesSegmentation + v2 resize/rotate/crop, {args.workers} workers"
         arms = {
             f"torchvision Cityscapes (PIL) + v2 resize/rotate/crop, {args.workers} workers":
                 lambda: epoch(peer, args.batch, args.workers, 0),
             with_workers: lambda: epoch(ours, args.batch, args.workers, 0),
+            with_chain: lambda: epoch(chain, args.batch, args.workers, 0),
         }
         if args.workers:
             arms[from_files] = lambda: epoch(ours, args.batch, 0, 0)
@@ -177,7 +184,11 @@ def run(args) -> object:
                   detail="measured inside the loading process: independent of other processes' load"),
         ratio_row("data", f"train pipeline CPU seconds per sample, {pipeline}, frames kept in memory",
                   cpu_per_sample[in_memory], cpu_per_sample[from_files], "s", higher_is_better=False,
-                  peer_name="frames decoded from their files at every step")])
+                  peer_name="frames decoded from their files at every step"),
+        ratio_row("data", f"train transform geometry CPU seconds per sample, {pipeline}", cpu_per_sample[with_workers],
+                  cpu_per_sample[with_chain], "s", higher_is_better=False,
+                  peer_name="the same dataset with v2 RandomResize -> RandomRotation -> RandomCrop",
+                  detail="one warp of the crop window (seglab.transforms.warp_crop) against the whole-frame chain")])
     return table
 
 

@@ -186,9 +186,10 @@ def run(frames: int, height: int, width: int, out: Path, seed: int = 0, repeat: 
     write_csv(table, out / "eval.csv")
     plot(table, frames, width, height, repeat, out / "eval.png")
     record_ratios(out, [
-        ratio_row("evaluation", f"metric accumulation, {frames} frames of {height}x{width}", timings[1][1],
-                  timings[0][1], "s", higher_is_better=False, peer_name="cityscapesscripts", target=10.0,
-                  detail="both on decoded images; identical confusion matrix")])
+        ratio_row("eval", f"metric accumulation, {frames} frames of {height}x{width}", timings[1][1],
+                  timings[0][1], "s", higher_is_better=False, peer_name="cityscapesscripts",
+                  detail="both on decoded images; identical confusion matrix; seglab is the short bincount "
+                         "version the lessons teach")])
     return table.to_dict("records")
 
 

@@ -36,10 +36,11 @@ from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from seglab.config import TrainConfig, load_preset  # noqa: E402
-from seglab.data import _to_float_normalized, build_dataset  # noqa: E402
+from seglab.data import build_dataset  # noqa: E402
 from seglab.engine import Trainer, lr_lambda  # noqa: E402
 from seglab.infer import evaluate  # noqa: E402
 from seglab.labels import IGNORE_INDEX  # noqa: E402
+from seglab.transforms import to_float_normalized  # noqa: E402
 
 PRESET = "minicity_demo"
 SEED_SIZE = (256, 256)
@@ -80,7 +81,7 @@ class SquashedInput(torch.nn.Module):
 
 def native_miou(model: torch.nn.Module, val_set) -> tuple[float, int]:
     """Validation mIoU at native resolution (seglab's own evaluation) and the number of classes with IoU > 0."""
-    matrix, _ = evaluate(model, val_set, torch.device("cpu"), channels_last=True, progress=False)
+    matrix, _ = evaluate(model, val_set, channels_last=True, progress=False)
     model.train()
     return matrix.miou(), int((matrix.iou() > 0).sum())
 
@@ -159,7 +160,7 @@ def seed_style_arm(data: Path, args, model_name: str, model_options: dict) -> li
 
     start = time.process_time()
     torch.manual_seed(args.seed)
-    transforms = v2.Compose([v2.Resize(SEED_SIZE), v2.RandomHorizontalFlip(), RandomRot90(), *_to_float_normalized()])
+    transforms = v2.Compose([v2.Resize(SEED_SIZE), v2.RandomHorizontalFlip(), RandomRot90(), *to_float_normalized()])
     train_set = build_dataset("cityscapes", data, "train", transforms)
     val_set = build_dataset("cityscapes", data, "val")
     model = build_model(model_name, train_set.num_classes, **model_options)

@@ -68,7 +68,7 @@ def make_trainers(config, out: Path):
     """(plain, seglab) Trainers built from the same config and seed; plain is fp32 with contiguous tensors."""
     from seglab.engine import Trainer
 
-    plain = Trainer(dataclasses.replace(config, precision="fp32", channels_last=False, out=str(out / "plain")))
+    plain = Trainer(dataclasses.replace(config, precision="fp32", memory_format="contiguous", out=str(out / "plain")))
     seglab = Trainer(dataclasses.replace(config, out=str(out / "seglab")))
     plain.model.train()
     seglab.model.train()
@@ -101,7 +101,7 @@ def alternate_steps(plain, seglab, batches, seed: int, warmup: int) -> dict[str,
     record: dict[str, list] = {f"{arm}_{what}": [] for arm in ("plain", "seglab") for what in ("s", "cpu", "loss")}
     for step, (images, targets) in enumerate(batches):
         for arm, work in (("plain", lambda: plain_step(plain, images, targets)),
-                          ("seglab", lambda: seglab.train_step(images, targets, 1, step))):
+                          ("seglab", lambda: seglab.train_step(images, targets))):
             torch.manual_seed(seed + step)  # same dropout / random state in both arms
             synchronize(seglab.device)
             start, cpu = time.perf_counter(), time.process_time()

@@ -1,12 +1,6 @@
-"""Looking inside a model: tensor shapes through each stage, the (effective) receptive field of an output pixel, and
-where dilated (atrous) kernels sample. The architecture notebooks use these to draw what the papers describe.
-
-- ``trace_shapes`` runs one forward pass with hooks and tabulates every stage's input/output shape and stride.
-- ``effective_receptive_field`` back-propagates from the centre output pixel to the input (Luo et al., "Understanding
-  the Effective Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016); ``erf_extent`` measures it.
-- ``dilated_sampling`` is the footprint of a stack of dilated convolutions (the gridding problem of Wang et al.,
-  "Understanding Convolution for Semantic Segmentation", WACV 2018), ``atrous_valid_weights`` the fraction of a
-  dilated kernel that still lands inside a small feature map (Chen et al., DeepLabV3, 2017, Fig. 4).
+"""Looking inside a model, as the architecture notebooks draw what the papers describe: tensor shapes per stage, the
+effective receptive field of an output pixel (Luo et al., NeurIPS 2016), where stacked dilated kernels sample (the
+gridding of Wang et al., WACV 2018) and how much of an atrous kernel lands inside a small map (DeepLabV3, Fig. 4).
 """
 from __future__ import annotations
 
@@ -20,7 +14,7 @@ from torch import nn
 
 from seglab.errors import SeglabError
 from seglab.labels import LabelSet
-from seglab.viz import finish_figure
+from seglab.viz import _pyplot, colorize, finish_figure, image_grid
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,13 +50,11 @@ def _model_device(model: nn.Module) -> torch.device:
 
 # ------------------------------------------------------------------------------------------------ shapes
 def trace_shapes(model: nn.Module, input: torch.Tensor | int | Sequence[int], depth: int = 1) -> pd.DataFrame:
-    """One forward pass (eval mode, no gradients) recording each stage's input and output shape.
+    """One forward pass (eval mode, no gradients) recording each stage's input and output shape, in execution order.
 
     ``input`` is an (N, 3, H, W) batch or an image size ``(H, W)`` (a zero image is used). A stage is a sub-module
-    that actually ran, at nesting ``depth``; containers that never run as a whole (ModuleList, ModuleDict, a
-    backbone whose layers the model calls one by one) do not count as a level, and modules that ran with no
-    sub-module below them are listed at whatever depth they sit. Rows come in execution order (a module called
-    several times, e.g. a recurrent conv, gives several rows). ``stride`` is input height / output height.
+    that ran, at nesting ``depth``; containers that never run as a whole (ModuleList, a backbone whose layers the
+    model calls one by one) are not a level, and leaves that ran are listed at whatever depth they sit.
     """
     import pandas as pd
 
@@ -71,7 +63,8 @@ def trace_shapes(model: nn.Module, input: torch.Tensor | int | Sequence[int], de
     if not isinstance(input, torch.Tensor):
         input = torch.zeros(1, 3, *_size_pair(input, "input size"))
     if input.ndim != 4:
-        raise SeglabError(f"input must be an (N, C, H, W) batch or an image size (H, W), got shape {tuple(input.shape)}")
+        raise SeglabError(f"input must be an (N, C, H, W) batch or an image size (H, W), got shape "
+                          f"{tuple(input.shape)}")
     modules = dict(model.named_modules())
     modules.pop("", None)
     events: list[tuple[str, tuple, tuple]] = []
@@ -122,11 +115,9 @@ def _prefixes(name: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------ receptive field
 def effective_receptive_field(model: nn.Module, size: int | Sequence[int], samples: int = 2,
                               seed: int = 0) -> np.ndarray:
-    """|d (centre output pixel's logits, summed) / d input|, summed over colour channels and averaged over
-    ``samples`` random-noise images of ``size``, normalised to max 1: an (H, W) map of how strongly each input
-    pixel influences the centre prediction. Eval mode (BatchNorm uses running statistics); parameter gradients are
-    left untouched. Pixels it cannot see at all are exactly 0, so its support is the theoretical receptive field
-    (minus paths that happen to pass only through switched-off ReLUs for every sample; more samples close such gaps).
+    """(H, W) map, max 1, of how strongly each input pixel sways the centre prediction: |d (centre logits, summed) /
+    d input| over colour channels, averaged over ``samples`` noise images, in eval mode. Pixels it cannot see are
+    exactly 0, so its support is the theoretical receptive field (bar paths through ReLUs off for every sample).
     """
     height, width = _size_pair(size, "size")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -152,11 +143,8 @@ def effective_receptive_field(model: nn.Module, size: int | Sequence[int], sampl
 
 
 def erf_extent(erf: np.ndarray, mass: float = 0.95) -> int:
-    """Side (pixels) of the smallest square centred on the middle pixel that holds ``mass`` of the map's total.
-
-    ``mass=1.0`` gives the square around everything non-zero, i.e. the theoretical receptive field (clipped to the
-    map); ``mass=0.95`` a measure of the effective one, which is usually much smaller.
-    """
+    """Side (pixels) of the smallest square centred on the middle pixel that holds ``mass`` of the map's total:
+    ``mass=1.0`` gives the theoretical receptive field (clipped to the map), ``0.95`` the far smaller effective one."""
     erf = np.abs(np.asarray(erf, dtype=np.float64))
     if erf.ndim != 2 or not erf.size:
         raise SeglabError(f"erf must be a non-empty (H, W) map, got shape {erf.shape}")
@@ -175,12 +163,8 @@ def erf_extent(erf: np.ndarray, mass: float = 0.95) -> int:
 
 # ------------------------------------------------------------------------------------------------ dilation
 def dilated_sampling(dilations: Sequence[int], kernel_size: int = 3) -> np.ndarray:
-    """Footprint of a stack of ``kernel_size`` convolutions with the given dilations (one per layer, stride 1):
-    entry (y, x) counts the paths from input pixel (y, x) to the centre output pixel, 0 where it is never seen.
-
-    One layer shows the sampling grid of a single dilated kernel; stacks show coverage and the holes of gridding
-    (e.g. rates 2, 2, 2 see only every other pixel, rates 1, 2, 4 see all of a 15x15 square).
-    """
+    """Footprint of a stack of ``kernel_size`` convolutions with these dilations (stride 1): entry (y, x) counts the
+    paths from input pixel (y, x) to the centre output, 0 where it is never seen (rates 2, 2, 2 leave holes)."""
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise SeglabError(f"kernel_size must be an odd positive integer, got {kernel_size!r}")
     dilations = list(dilations)
@@ -224,12 +208,9 @@ def plot_receptive_fields(maps: Mapping[str, np.ndarray], mass: float = 0.95, lo
     theoretical (support) and the ``mass`` extent. ``log`` shows log10 of the map so the faint tails are visible."""
     from matplotlib.patches import Rectangle
 
-    from seglab.viz import _pyplot
-
     if not maps:
         raise SeglabError("no receptive-field maps to plot")
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.8), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(maps), figsize=(3.6 * len(maps), 3.8), squeeze=False)
     for ax, (title, erf) in zip(axes[0], maps.items()):
         erf = np.asarray(erf, dtype=np.float64)
         shown = np.log10(np.maximum(erf, 1e-6)) if log else erf
@@ -251,14 +232,11 @@ def plot_dilated_sampling(configs: Mapping[str, Sequence[int]], kernel_size: int
                           out_png: str | Path | None = None) -> Figure:
     """One panel per ``{title: dilations}``: which input pixels a (stack of) dilated kernel(s) reaches, drawn on a
     common pixel grid (darker = more paths, white = never seen)."""
-    from seglab.viz import _pyplot
-
     if not configs:
         raise SeglabError("no dilation settings to plot")
     footprints = {title: dilated_sampling(d, kernel_size) for title, d in configs.items()}
     side = max(f.shape[0] for f in footprints.values())
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs), 3.5), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(configs), figsize=(3.2 * len(configs), 3.5), squeeze=False)
     for ax, (title, footprint) in zip(axes[0], footprints.items()):
         pad = (side - footprint.shape[0]) // 2
         canvas = np.pad(footprint, pad).astype(np.float64)
@@ -284,7 +262,6 @@ def plot_predictions(model: nn.Module, dataset: Any, label_set: LabelSet, indice
     from seglab.data import denormalize
     from seglab.infer import predict_labels
     from seglab.metrics import ConfusionMatrix
-    from seglab.viz import _pyplot, colorize
 
     indices = list(indices)
     if not indices:
@@ -293,22 +270,15 @@ def plot_predictions(model: nn.Module, dataset: Any, label_set: LabelSet, indice
         raise SeglabError(f"image indices {indices} out of range for a dataset of {len(dataset)} images")
     device = _model_device(model)
     model.eval()
-    plt = _pyplot()
-    height, width = dataset[indices[0]][0].shape[-2:]
-    panel_height = 4.5 * height / width  # panels 4.5 inches wide, at the images' aspect ratio
-    fig, axes = plt.subplots(len(indices), 3, figsize=(13.5, len(indices) * (panel_height + 0.4)), squeeze=False)
+    rows = []
     with torch.inference_mode():
-        for row, index in zip(axes, indices):
+        for index in indices:
             image, target = dataset[index]
             prediction = predict_labels(model, image[None].to(device), precision=precision)[0].cpu()
             miou = ConfusionMatrix(label_set.num_classes).update(prediction, target).miou()
-            panels = [(denormalize(image), f"image {index}"), (colorize(target, label_set), "ground truth"),
-                      (colorize(prediction, label_set), f"prediction (image mIoU {miou:.2f})")]
-            for ax, (picture, title) in zip(row, panels):
-                ax.imshow(picture, interpolation="nearest")
-                ax.set_title(title, fontsize=9)
-                ax.axis("off")
-    return finish_figure(fig, out_png)
+            rows.append([(denormalize(image), f"image {index}"), (colorize(target, label_set), "ground truth"),
+                         (colorize(prediction, label_set), f"prediction (image mIoU {miou:.2f})")])
+    return image_grid(rows, panel_width=4.5, out_png=out_png)
 
 
 __all__ = ["atrous_valid_weights", "dilated_sampling", "effective_receptive_field", "erf_extent",

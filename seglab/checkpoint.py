@@ -20,7 +20,8 @@ from seglab.errors import SeglabError
 from seglab.toolbox.checkpoint_files import read_record
 from seglab.toolbox.files import atomic_write
 
-FORMAT_VERSION = 3  # 3: the options scale, scale_range, val_scale, labels renamed
+FORMAT_VERSION = 3  # 3: scale, scale_range, val_scale, labels, channels_last became train_resize, zoom_range,
+#                      val_resize, mask_dir, memory_format
 
 
 @dataclass
@@ -47,16 +48,6 @@ class Checkpoint:
     @property
     def dataset(self) -> str:
         return self.run_config.dataset
-
-    @classmethod
-    def from_model(cls, model: nn.Module, dataset: str) -> Checkpoint:
-        """A record of a registry model that seglab did not train (e.g. torchvision's pretrained weights)."""
-        from seglab.labels import get_label_set
-
-        spec = model.seglab_spec
-        config = TrainConfig(model=spec["name"], dataset=dataset, model_options=spec["options"])
-        return cls(spec=spec, class_names=list(get_label_set(dataset).classes), config=config.to_dict(),
-                   model=model.state_dict())
 
     def save(self, path: str | Path) -> None:
         """Write the record atomically as a plain dict."""

@@ -20,6 +20,7 @@ from seglab.errors import SeglabError
 # Columns of a run's history.csv, one row per epoch.
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "miou", "mdice", "mean_accuracy", "seconds"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 DATASETS = ("cityscapes", "voc")
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -74,8 +75,11 @@ class TrainConfig:
     dice_weight: float = option(0.0, "weight of an extra soft-Dice loss term (0: off)")
     lovasz_weight: float = option(0.0, "weight of an extra Lovász-softmax term, a surrogate of 1 - IoU (0: off)")
     # speed and stability
-    precision: str = option("auto", "autocast type; auto: bf16 where the hardware has it, else fp32", PRECISIONS)
-    channels_last: bool = option(True, "NHWC memory layout for the convolutions")
+    precision: str = option("auto", "autocast type; auto: what pays on the device at this batch and crop size "
+                                    "(docs/training.md#speed-defaults)", PRECISIONS)
+    memory_format: str = option("auto", "layout of images and weights: channels_last (NHWC) or contiguous (NCHW); "
+                                        "auto: what pays on the device (docs/training.md#speed-defaults)",
+                                MEMORY_FORMATS)
     compile: bool = option(False, "compile the model with torch.compile: faster steps on a GPU after a one-off "
                                   "compile (minutes on a CPU)")
     grad_clip: float = option(1.0, "clip the global gradient norm to this value (0: off)")

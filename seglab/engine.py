@@ -6,9 +6,7 @@ Randomness of every epoch (shuffling, augmentation, dropout) is derived from (se
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -17,26 +15,25 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from seglab.config import HISTORY_COLUMNS, TrainConfig
 from seglab.checkpoint import Checkpoint, unwrap
-from seglab.toolbox.files import atomic_write
-from seglab.data import class_frequencies, denormalize, weights_from_counts, train_dataset, val_dataset
+from seglab.config import HISTORY_COLUMNS, TrainConfig
+from seglab.data import class_frequencies, denormalize, train_dataset, val_dataset, weights_from_counts
 from seglab.errors import SeglabError
-from seglab.infer import evaluate, predict_labels
+from seglab.infer import iter_predictions, predict_labels, score_predictions
+from seglab.labels import get_label_set
 from seglab.losses import SegmentationLoss
 from seglab.metrics import all_reduce, summary
-from seglab.labels import get_label_set
 from seglab.models import build_model
-from seglab.toolbox.runtime import (autocast, cleanup_distributed, init_distributed, resolve_precision,
-                            seed_everything, tune_kernels_for_fixed_shapes)
+from seglab.toolbox.interrupts import CleanStop
+from seglab.toolbox.loss_watch import LossWatch
+from seglab.toolbox.run_folder import check_run_dir, write_json, write_table
+from seglab.toolbox.runtime import (autocast, cleanup_distributed, epoch_order, init_distributed, seed_everything,
+                                    training_speed, tune_kernels_for_fixed_shapes, wrap_for_training)
 from seglab.toolbox.tensorboard_log import TensorBoardLog
 from seglab.viz import triptych
-
-
 
 # Validation image panels go to TensorBoard at this many epochs (the first, the last, evenly between): one set per
 # epoch made a 40-epoch demo run's event file 37 MB.
@@ -82,51 +79,6 @@ def _number(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _write_history(path: Path, history: dict) -> None:
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def _write_json(path: Path, values: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(values, indent=2)))
-
-
-class _TerminateAsInterrupt:
-    """Within the block, SIGTERM and Ctrl-C stop training the same clean way (KeyboardInterrupt); inside ``hold()``
-    the interrupt waits until the epoch's files are all written, so last.pt and history.csv always agree.
-
-    The signal is also remembered: Python drops an exception raised where it cannot propagate (a fork hook while a
-    DataLoader starts its workers, a ``__del__``), so ``hold()`` raises it again when the epoch's files are saved."""
-
-    def __enter__(self):
-        self.holding = self.pending = False
-        try:
-            self.previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-        except ValueError:  # not the main thread (e.g. some notebook runners): leave signals alone
-            self.previous = {}
-        return self
-
-    def _interrupt(self, signum, frame):
-        self.pending = True
-        if not self.holding:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def hold(self):
-        self.holding = True
-        try:
-            yield
-        finally:
-            self.holding = False
-        if self.pending:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        for sig, previous in self.previous.items():
-            signal.signal(sig, previous)
-        return False
-
-
 # ------------------------------------------------------------------------------------------------ the trainer
 class Trainer:
     """Holds a run's model, data, optimiser and history; ``run()`` trains the remaining epochs.
@@ -140,24 +92,20 @@ class Trainer:
         config.check()
         self.config, self.out = config, Path(config.out)
         self.dist, self.device = init_distributed(config.device)
-        self.precision = resolve_precision(config.precision, self.device)
+        self.precision, self.channels_last = training_speed(config.precision, config.memory_format, self.device,
+                                                            config.batch_size * config.crop[0] * config.crop[1])
         tune_kernels_for_fixed_shapes(self.device)  # every training batch has the crop's shape
         label_set = self.label_set = get_label_set(config.dataset)
         self.class_names, self.num_classes = list(label_set.classes), label_set.num_classes
         seed_everything(config.seed)
         model = build_model(config.model, self.num_classes, **config.model_options)  # bad names fail first
-        self._check_run_dir(resume, overwrite)
+        check_run_dir(self.out, resume, overwrite)
 
         self.train_set, self.val_set = train_dataset(config), val_dataset(config)
-        if self.dist.enabled and config.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        model = model.to(self.device, memory_format=self.memory_format)
-        self.model = model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        self.train_model = DistributedDataParallel(model, device_ids=device_ids) if self.dist.enabled else model
-        if config.compile:  # kernels fused once, then reused every step
-            self.train_model = torch.compile(self.train_model)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        # DDP and SyncBatchNorm under torchrun, torch.compile when asked: the module the step calls
+        self.train_model = wrap_for_training(self.model, self.dist, self.device, config.sync_bn, config.compile)
 
         weights = None
         if config.class_weights != "none":
@@ -185,14 +133,6 @@ class Trainer:
                               "per process; lower --batch-size")
         return min(steps, self.config.max_steps) if self.config.max_steps else steps
 
-    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
-        last = self.out / "last.pt"
-        if resume and not last.is_file():
-            raise SeglabError(f"--resume given but {last} does not exist; start the run without --resume")
-        if not resume and not overwrite and last.is_file():
-            raise SeglabError(f"{self.out} already holds a run (last.pt); pass --resume to continue it, "
-                              "--overwrite to start again, or choose another --out")
-
     def _resume(self) -> None:
         record = Checkpoint.load(self.out / "last.pt", map_location=self.device)
         spec = unwrap(self.model).seglab_spec
@@ -212,14 +152,8 @@ class Trainer:
         """A loader whose order and augmentation depend only on (seed, epoch, rank); it yields exactly the epoch's
         ``steps_per_epoch`` batches (the first ones of the full shuffle when ``max_steps`` caps the epoch)."""
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch * 1_009 + self.dist.rank)
-        if self.dist.enabled:
-            sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
-                                         seed=self.config.seed, drop_last=True)
-            sampler.set_epoch(epoch)
-            order: Sampler | list[int] = list(sampler)[:self.steps_per_epoch * self.config.batch_size]
-        else:
-            order = RandomSampler(self.train_set, num_samples=self.steps_per_epoch * self.config.batch_size,
-                                  generator=generator)
+        order = epoch_order(len(self.train_set), self.dist, self.config.seed, epoch,
+                            self.steps_per_epoch * self.config.batch_size, generator)
         return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=order, generator=generator,
                           num_workers=self.config.workers, drop_last=True, pin_memory=self.device.type == "cuda",
                           persistent_workers=False)
@@ -229,48 +163,28 @@ class Trainer:
         """One pass over the training data; returns the mean loss (across processes)."""
         torch.manual_seed(self.config.seed * 7_919 + epoch)
         self.train_model.train()
-        total = torch.zeros(2, device=self.device)
         # iter() first: given a DataLoader, tqdm.auto's asyncio mixin calls iter() on it in __init__ and iterates it
         # again in __iter__, starting a second set of workers that prefetch for nothing and are never shut down.
         bar = tqdm(iter(self._loader(epoch)), total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.config.progress and self.dist.is_main), leave=False)
-        unread: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on the device, lr) not yet read on the host
+        watch = LossWatch(self.read_every, self.device, self.steps_per_epoch - 1, epoch, self.out / "last.pt",
+                          show=lambda step, loss, lr: self._show_loss(bar, epoch, step, loss, lr))
         for step, (images, targets) in enumerate(bar):
             lr = self.optimizer.param_groups[0]["lr"]
-            loss = self.train_step(images, targets, epoch, step)
-            total += torch.stack([loss, torch.ones((), device=self.device)])
-            unread.append((step, loss, lr))
-            if len(unread) == self.read_every or step + 1 == self.steps_per_epoch:
-                self._read_losses(unread, epoch, bar)
-                unread = []
-        if self.dist.enabled:
-            dist.all_reduce(total)
-        return float(total[0] / total[1].clamp(min=1))
+            loss = self.train_step(images, targets)
+            watch.add(step, loss, lr)  # read on the host every read_every steps; stops on NaN / inf
+        return watch.mean()
 
-    def _read_losses(self, unread: list[tuple[int, torch.Tensor, float]], epoch: int, bar) -> None:
-        """Copy the last steps' losses to the host at once: stop on a non-finite one (on every process), then show
-        and log them."""
-        losses = torch.stack([loss for _, loss, _ in unread]).float()
-        bad = (~torch.isfinite(losses)).any().float()
-        if self.dist.enabled:
-            dist.all_reduce(bad)
-        values = losses.tolist()
-        if bad.item():
-            step, value = next(((s, v) for (s, _, _), v in zip(unread, values) if not math.isfinite(v)),
-                               (unread[0][0], float("nan")))  # another process's loss, when none of ours
-            raise SeglabError(f"loss became {value} at epoch {epoch}, step {step}; stopped, and the last good "
-                              f"checkpoint {self.out / 'last.pt'} is kept; lower --lr or use --precision fp32")
-        bar.set_postfix(loss=f"{values[-1]:.3f}")
+    def _show_loss(self, bar, epoch: int, step: int, loss: float, lr: float) -> None:
+        bar.set_postfix(loss=f"{loss:.3f}")
         if self.log:
-            for (step, _, lr), value in zip(unread, values):
-                self.log.step((epoch - 1) * self.steps_per_epoch + step + 1, value, lr)
+            self.log.step((epoch - 1) * self.steps_per_epoch + step + 1, loss, lr)
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int = 0, step: int = 0) -> torch.Tensor:
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One optimisation step on a batch (autocast, channels_last, loss scaling, clipping, LR schedule).
 
         Returns the detached loss, still on the device: nothing here waits for the GPU (``train_one_epoch`` reads the
-        losses every ``read_every`` steps and stops on a non-finite one). ``epoch`` and ``step`` are kept for callers
-        that name the place of a step.
+        losses every ``read_every`` steps and stops on a non-finite one).
         """
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
@@ -293,10 +207,11 @@ class Trainer:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, 0)
         indices = range(self.dist.rank, len(self.val_set), self.dist.world_size)
-        matrix, loss = evaluate(self.model, self.val_set, self.device, precision=self.precision, indices=indices,
-                                criterion=self.criterion, workers=min(self.config.workers, 2),
-                                channels_last=self.config.channels_last,
-                                progress=self.config.progress and self.dist.is_main)
+        predictions = iter_predictions(self.model, self.val_set, self.device, precision=self.precision,
+                                       indices=indices, workers=min(self.config.workers, 2),
+                                       channels_last=self.channels_last,
+                                       progress=self.config.progress and self.dist.is_main)
+        matrix, loss = score_predictions(predictions, self.num_classes, self.device, self.criterion)
         all_reduce(matrix)
         if self.dist.enabled:
             pair = torch.tensor([loss * len(indices), len(indices)], device=self.device, dtype=torch.float64)
@@ -312,7 +227,7 @@ class Trainer:
         for index in range(min(count, len(self.val_set))):
             image, target = self.val_set[index]
             prediction = predict_labels(self.model, image[None].to(self.device), precision=self.precision,
-                                        channels_last=self.config.channels_last)[0].to(torch.uint8).cpu()
+                                        channels_last=self.channels_last)[0].to(torch.uint8).cpu()
             panels.append(triptych(denormalize(image), target, prediction, self.label_set))
         return panels
 
@@ -344,11 +259,11 @@ class Trainer:
         if self.dist.is_main:
             print(self.describe(), flush=True)
             self.out.mkdir(parents=True, exist_ok=True)
-            _write_json(self.out / "config.json", self.config.to_dict())
+            write_json(self.out / "config.json", self.config.to_dict())
         if self.config.tensorboard and self.dist.is_main:
             self.log = TensorBoardLog(self.out, first_step=(self.start_epoch - 1) * self.steps_per_epoch + 1)
         logging = contextlib.closing(self.log) if self.log else contextlib.nullcontext()
-        with _TerminateAsInterrupt() as signals, logging:
+        with CleanStop() as signals, logging:
             for epoch in range(self.start_epoch, self.config.epochs + 1):
                 started = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -372,7 +287,7 @@ class Trainer:
         self._save("last.pt", epoch)
         if improved:
             self._save("best.pt", epoch, resumable=False)
-        _write_history(self.out / "history.csv", self.history)
+        write_table(self.out / "history.csv", pd.DataFrame(self.history, columns=HISTORY_COLUMNS))
         if self.log:
             panels = self.example_predictions() if epoch in panel_epochs(self.config.epochs) else []
             self.log.epoch(epoch * self.steps_per_epoch, row, per_class_iou, panels)

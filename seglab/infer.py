@@ -1,33 +1,24 @@
-"""Inference: whole-image or sliding-window logits, multi-scale + flip TTA, dataset evaluation, benchmark export,
-folder prediction."""
+"""Inference: an image (or batch) to logits and label maps — whole or by sliding window, with flip and multi-scale
+test-time augmentation — and the evaluation of a model on a dataset. Every caller infers through ``predict_logits``.
+
+Evaluating a checkpoint file, the benchmark export and predicting a folder of photos are jobs in
+``seglab.toolbox.jobs`` built on these functions."""
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
-from torchvision import tv_tensors
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from seglab.checkpoint import Checkpoint, model_from_checkpoint
-from seglab.toolbox.files import atomic_write, write_png
-from seglab.data import (DATASET_NAMES, SegmentationDataset, build_dataset, dataset_layout, eval_transforms,
-                         read_image)
 from seglab.errors import SeglabError
-from seglab.labels import TRAINID_TO_ID, LabelSet, get_label_set
-from seglab.metrics import ConfusionMatrix, per_class_table, summary
-from seglab.toolbox.runtime import autocast, resolve_device, resolve_precision
-from seglab.viz import overlay
+from seglab.labels import CITYSCAPES, VOC
+from seglab.metrics import ConfusionMatrix, summary
+from seglab.toolbox.runtime import autocast
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 # Images with more pixels than this are predicted tile by tile so that memory stays bounded.
 AUTO_WINDOW_PIXELS = 1024 * 2048
 DEFAULT_WINDOW = (512, 1024)
@@ -112,18 +103,14 @@ def predict_labels(model: nn.Module, images: torch.Tensor, *, size: tuple[int, i
     return logits.argmax(1)
 
 
-def export_name(image_path: Path) -> Path:
-    """Benchmark-server path of a prediction: ``<city>/<city>_<seq>_<frame>_leftImg8bit.png``."""
-    return Path(image_path.parent.name) / image_path.name
-
-
 @torch.inference_mode()
-def iter_predictions(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *,
+def iter_predictions(model: nn.Module, dataset: Dataset, device: torch.device | None = None, *,
                      indices: Sequence[int] | None = None, workers: int = 0, progress: bool = True,
                      **inference) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(index, logits, target) for each sample of ``dataset``, one image at a time (``inference``: predict_logits's
     options, e.g. precision, flip, window, channels_last)."""
     model.eval()
+    device = device or next(model.parameters()).device
     indices = list(range(len(dataset))) if indices is None else list(indices)
     loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
@@ -149,159 +136,16 @@ def score_predictions(predictions: Iterable[tuple[int, torch.Tensor, torch.Tenso
     return matrix, sum(losses) / max(1, len(losses))
 
 
-def evaluate(model: nn.Module, dataset: SegmentationDataset, device: torch.device, *,
-             criterion: nn.Module | None = None, **options) -> tuple[ConfusionMatrix, float]:
-    """Confusion matrix (and mean loss) of ``model`` on ``dataset`` (``options``: iter_predictions's)."""
-    predictions = iter_predictions(model, dataset, device, **options)
-    return score_predictions(predictions, dataset.num_classes, device, criterion)
+def evaluate(model: nn.Module, dataset: Dataset, *, class_names: Sequence[str] | None = None,
+             **options) -> tuple[ConfusionMatrix, dict]:
+    """The confusion matrix of ``model`` on ``dataset`` (on the model's device) and its metrics (``summary``: mIoU,
+    per-class IoU, ...). ``options``: iter_predictions's (precision, flip, window, tta_scales, workers, ...)."""
+    device = next(model.parameters()).device
+    matrix, _ = score_predictions(iter_predictions(model, dataset, device, **options), dataset.num_classes, device)
+    return matrix, summary(matrix, class_names or default_class_names(dataset.num_classes))
 
 
-def export_cityscapes(predictions: Iterable[tuple[int, torch.Tensor, torch.Tensor]], dataset: SegmentationDataset,
-                      export_dir: str | Path) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Pass ``predictions`` through, writing each as a labelIds PNG named as the Cityscapes benchmark server wants."""
-    for index, logits, target in predictions:
-        labels = TRAINID_TO_ID[logits.argmax(1)[0].to(torch.uint8).cpu().numpy()]
-        write_png(Path(export_dir) / export_name(dataset.image_path(index)), labels)
-        yield index, logits, target
-
-
-def zip_export(export_dir: str | Path) -> Path:
-    """Pack an export folder into ``<export_dir>.zip`` (city folders inside), ready for the benchmark server."""
-    export_dir = Path(export_dir)
-    archive = shutil.make_archive(str(export_dir), "zip", root_dir=export_dir)
-    return Path(archive)
-
-
-def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
-    """Image files (by suffix, recursively, sorted) and the other files found in ``folder``; ``folder`` may also be
-    one image file."""
-    folder = Path(folder)
-    if folder.is_file():
-        return ([folder], []) if folder.suffix.lower() in IMAGE_SUFFIXES else ([], [folder])
-    if not folder.is_dir():
-        raise SeglabError(f"{folder} does not exist; pass --images with a folder of .jpg/.png files or one image "
-                          "file")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-
-
-@torch.inference_mode()
-def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path, out_dir: str | Path,
-                   device: torch.device, *, precision: str = "fp32", flip: bool = False,
-                   window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,),
-                   channels_last: bool = False, alpha: float = 0.5, progress: bool = True) -> dict:
-    """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
-
-    Unreadable files are skipped and reported; without ``window``, images larger than AUTO_WINDOW_PIXELS use a sliding
-    window.
-    """
-    images, others = list_images(images_dir)
-    if not images:
-        where = f"{images_dir} is not an image file" if Path(images_dir).is_file() else f"no images found in {images_dir}"
-        raise SeglabError(f"{where}; pass --images with {'/'.join(IMAGE_SUFFIXES)} files or a folder of them")
-    base = Path(images_dir) if Path(images_dir).is_dir() else Path(images_dir).parent
-    out_dir = Path(out_dir)
-    model.eval()
-    transform = eval_transforms()
-    written, skipped = [], [(p, "not an image file") for p in others]
-    for path in tqdm(images, desc="predict", disable=not progress or len(images) == 1):
-        try:
-            image = read_image(path, upright=True)
-        except SeglabError as exc:
-            skipped.append((path, str(exc)))
-            continue
-        tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).unsqueeze(0).to(device)
-        label = predict_labels(model, tensor, precision=precision, flip=flip, window=window or "auto", tta_scales=tta_scales,
-                               channels_last=channels_last)[0].to(torch.uint8).cpu().numpy()
-        stem = out_dir / path.relative_to(base).with_suffix("")
-        write_png(stem.parent / f"{stem.name}_label.png", label)
-        write_png(stem.parent / f"{stem.name}_overlay.png", overlay(image, label, label_set, alpha))
-        written.append(path)
-    if not written:
-        unreadable = [(p, why) for p, why in skipped if p in images]
-        raise SeglabError(f"none of the {len(images)} image(s) in {images_dir} could be read (first: "
-                          f"{unreadable[0][1]}); nothing was written")
-    return {"written": [str(p) for p in written], "skipped": [(str(p), why) for p, why in skipped]}
-
-
-# ------------------------------------------------------------------------------------------------ from a checkpoint
-@dataclass
-class EvaluationReport:
-    """What ``seglab evaluate`` computes: the metrics JSON, the per-class and per-category tables, the matrix."""
-
-    summary: dict
-    class_table: pd.DataFrame
-    category_table: pd.DataFrame
-    matrix: ConfusionMatrix
-    export_zip: Path | None = None
-
-    def text(self) -> str:
-        """Human-readable tables and headline numbers."""
-        s = self.summary
-        lines = [self.class_table.to_string(float_format=lambda v: f"{v:.4f}")]
-        if len(self.category_table):
-            lines.append(self.category_table.to_string(float_format=lambda v: f"{v:.4f}"))
-        lines.append(f"mIoU {s['miou']:.4f}  mDice {s['mdice']:.4f}  pixel accuracy {s['pixel_accuracy']:.4f}  "
-                     f"mean accuracy {s['mean_accuracy']:.4f}  fwIoU {s['fwiou']:.4f}")
-        if self.export_zip is not None:
-            lines.append(f"benchmark export: {self.export_zip}")
-        return "\n".join(lines)
-
-
-def check_data_matches(dataset: str, data: str | Path) -> None:
-    """A one-line error when ``data`` holds the other dataset than the one a model was trained on."""
-    found, names = dataset_layout(data), DATASET_NAMES
-    if found is not None and found != dataset:
-        raise SeglabError(f"this checkpoint was trained on {names[dataset]} ({get_label_set(dataset).num_classes} "
-                          f"classes) but {data} holds {names[found]} data; evaluate it on {names[dataset]} data "
-                          f"or use a checkpoint trained on {names[found]}")
-
-
-def _setup(checkpoint: str | Path | Checkpoint, device: str, precision: str
-           ) -> tuple[nn.Module, Checkpoint, torch.device, str]:
-    """The checkpoint's model (a file, or a record such as ``Checkpoint.from_model``) on ``device`` in eval mode and
-    channels_last, its record, the device and precision."""
-    device_t = resolve_device(device)
-    model, record = model_from_checkpoint(checkpoint)
-    model = model.to(device_t, memory_format=torch.channels_last).eval()
-    return model, record, device_t, resolve_precision(precision, device_t)
-
-
-def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: str | Path, *, split: str = "val",
-                        mask_dir: str = "", export_dir: str | Path | None = None,
-                        json_path: str | Path | None = None, device: str = "auto", precision: str = "auto", flip: bool = False,
-                        window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,), workers: int = 2,
-                        progress: bool = True) -> EvaluationReport:
-    """Evaluate a checkpoint on a split at native resolution; optionally export PNGs + zip and write the JSON."""
-    model, record, device_t, precision = _setup(checkpoint, device, precision)
-    if export_dir is not None and record.dataset != "cityscapes":
-        raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
-    label_set = get_label_set(record.dataset)
-    check_data_matches(record.dataset, data)
-    dataset = build_dataset(record.dataset, data, split, mask_dir=mask_dir)
-    predictions = iter_predictions(model, dataset, device_t, precision=precision, flip=flip, window=window,
-                                   tta_scales=tta_scales, channels_last=True, workers=workers, progress=progress)
-    if export_dir is not None:
-        predictions = export_cityscapes(predictions, dataset, export_dir)
-    matrix, _ = score_predictions(predictions, dataset.num_classes, device_t)
-    scores = summary(matrix, label_set.classes)
-    categories = pd.DataFrame({"iou": list(scores["category_iou"].values())},
-                              index=pd.Index(list(scores["category_iou"]), name="category"), dtype=float)
-    report = EvaluationReport(scores, per_class_table(matrix, label_set.classes), categories, matrix)
-    if export_dir is not None:
-        report.export_zip = zip_export(export_dir)
-    if json_path is not None:
-        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(scores, indent=2)))
-    return report
-
-
-def predict_checkpoint(checkpoint: str | Path | Checkpoint, images_dir: str | Path, out_dir: str | Path, *,
-                       device: str = "auto", precision: str = "auto", flip: bool = False,
-                       window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,), alpha: float = 0.5,
-                       progress: bool = True) -> dict:
-    """``predict_folder`` with the model, classes and colours a checkpoint describes."""
-    model, record, device_t, precision = _setup(checkpoint, device, precision)
-    return predict_folder(model, get_label_set(record.dataset), images_dir, out_dir, device_t, precision=precision,
-                          flip=flip, window=window, tta_scales=tta_scales, channels_last=True, alpha=alpha,
-                          progress=progress)
+def default_class_names(num_classes: int) -> list[str]:
+    """Cityscapes' or VOC's class names by their number, else the class indices."""
+    label_set = next((s for s in (CITYSCAPES, VOC) if s.num_classes == num_classes), None)
+    return list(label_set.classes) if label_set else [str(c) for c in range(num_classes)]

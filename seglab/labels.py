@@ -19,13 +19,11 @@ CS_TRAIN_LABELS = sorted((lab for lab in CS_LABELS if 0 <= lab.trainId < IGNORE_
 CITYSCAPES_CLASSES: tuple[str, ...] = tuple(lab.name for lab in CS_TRAIN_LABELS)
 CITYSCAPES_NUM_CLASSES = len(CITYSCAPES_CLASSES)  # 19
 # Categories that contain at least one evaluated class, in the order of their category id (as the official eval).
-CITYSCAPES_CATEGORIES: tuple[str, ...] = tuple(
-    dict.fromkeys(lab.category for lab in sorted(CS_TRAIN_LABELS, key=lambda lab: lab.categoryId))
-)
+CITYSCAPES_CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(
+    lab.category for lab in sorted(CS_TRAIN_LABELS, key=lambda lab: lab.categoryId)))
 # category index (into CITYSCAPES_CATEGORIES) of each trainId
-CITYSCAPES_CLASS_TO_CATEGORY = np.array(
-    [CITYSCAPES_CATEGORIES.index(lab.category) for lab in CS_TRAIN_LABELS], dtype=np.int64
-)
+CITYSCAPES_CLASS_TO_CATEGORY = np.array([CITYSCAPES_CATEGORIES.index(lab.category) for lab in CS_TRAIN_LABELS],
+                                        dtype=np.int64)
 
 
 def _lut(pairs: dict[int, int | tuple[int, ...]], default: int | tuple[int, ...], channels: int = 0) -> np.ndarray:
@@ -93,10 +91,6 @@ class LabelSet:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def colorize(self, mask: np.ndarray) -> np.ndarray:
-        """(H, W) class indices -> (H, W, 3) uint8 colours."""
-        return self.palette[np.asarray(mask, dtype=np.uint8)]
 
 
 CITYSCAPES = LabelSet("cityscapes", CITYSCAPES_CLASSES, TRAINID_TO_COLOR, CITYSCAPES_CATEGORIES,

@@ -1,8 +1,6 @@
 """Pictures of segmentations: colour masks, overlays, error maps, training curves, confusion heatmaps and GIFs.
 
-Plots use pyplot so that notebooks show them inline; on a machine without a display and without a backend chosen
-yet, Agg is selected (never overriding a backend the user or Jupyter already picked). Every ``out_png`` / ``path``
-is written atomically into folders created on demand.
+Plots use pyplot so that notebooks show them inline; every ``out_png`` / ``path`` is written atomically.
 """
 from __future__ import annotations
 
@@ -15,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seglab.config import HISTORY_COLUMNS
-from seglab.toolbox.files import atomic_write
 from seglab.errors import SeglabError
 from seglab.labels import IGNORE_INDEX, LabelSet
+from seglab.toolbox.files import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,6 +26,7 @@ if TYPE_CHECKING:
 CORRECT_COLOR = (0, 170, 0)  # error_map: right prediction
 WRONG_COLOR = (230, 25, 25)  # error_map: wrong prediction
 IGNORED_COLOR = (128, 128, 128)  # error_map: ground truth is the ignore label
+Palette = LabelSet | np.ndarray | Sequence[Sequence[int]]  # a LabelSet or (K <= 256, 3) colours
 
 
 def _pyplot():
@@ -53,7 +52,7 @@ def _as_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def _palette_lut(palette: LabelSet | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+def _palette_lut(palette: Palette) -> np.ndarray:
     """A (256, 3) uint8 lookup table from a LabelSet or a (K <= 256, 3) colour list; missing entries are black."""
     colors = palette.palette if isinstance(palette, LabelSet) else _as_numpy(palette)
     if colors.ndim != 2 or colors.shape[1] != 3 or not 0 < colors.shape[0] <= 256:
@@ -88,12 +87,12 @@ def _as_rgb(image: Any) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------------- masks
-def colorize(mask: Any, label_set_or_palette: LabelSet | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+def colorize(mask: Any, label_set_or_palette: Palette) -> np.ndarray:
     """(H, W) class indices -> (H, W, 3) uint8 colours of the palette (a LabelSet or (K, 3) colours)."""
     return _palette_lut(label_set_or_palette)[_as_mask(mask)]
 
 
-def overlay(image: Any, mask: Any, palette: LabelSet | np.ndarray | Sequence[Sequence[int]], alpha: float = 0.5,
+def overlay(image: Any, mask: Any, palette: Palette, alpha: float = 0.5,
             ignore_index: int | None = IGNORE_INDEX) -> np.ndarray:
     """Blend the coloured mask over the image, ``alpha`` = mask weight; ignored pixels keep the plain image."""
     if not 0.0 <= alpha <= 1.0:
@@ -121,8 +120,7 @@ def error_map(gt: Any, pred: Any, ignore_index: int | None = IGNORE_INDEX) -> np
     return out
 
 
-def triptych(image: Any, gt: Any, pred: Any, palette: LabelSet | np.ndarray | Sequence[Sequence[int]],
-             gap: int = 4) -> np.ndarray:
+def triptych(image: Any, gt: Any, pred: Any, palette: Palette, gap: int = 4) -> np.ndarray:
     """image | coloured ground truth | coloured prediction side by side, separated by ``gap`` white columns."""
     rgb = _as_rgb(image)
     panels = [rgb, colorize(gt, palette), colorize(pred, palette)]
@@ -148,6 +146,20 @@ def finish_figure(fig: Figure, out_png: str | Path | None = None) -> Figure:
     if out_png is not None:
         save_figure(fig, out_png)
     return fig
+
+
+def image_grid(rows: Sequence[Sequence[tuple[Any, str]]], panel_width: float = 3.2, fontsize: int = 9,
+               out_png: str | Path | None = None) -> Figure:
+    """Rows of ``(picture, title)`` panels, each ``panel_width`` inches wide at the first picture's aspect ratio."""
+    height, width = _as_numpy(rows[0][0][0]).shape[:2]
+    fig, axes = _pyplot().subplots(len(rows), len(rows[0]), squeeze=False, figsize=(
+        panel_width * len(rows[0]), len(rows) * (panel_width * height / width + 0.4)))
+    for row_axes, row in zip(axes, rows):
+        for ax, (picture, title) in zip(row_axes, row):
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_title(title, fontsize=fontsize)
+            ax.axis("off")
+    return finish_figure(fig, out_png)
 
 
 def _read_history(history: pd.DataFrame | str | Path) -> pd.DataFrame:
@@ -238,8 +250,7 @@ def plot_class_table(table: pd.DataFrame | Mapping[str, float | None], metric: s
 
 
 # ---------------------------------------------------------------------------------------------------- GIF
-def make_gif(frames: Iterable[Any], path: str | Path, fps: float = 2,
-             palette: LabelSet | np.ndarray | Sequence[Sequence[int]] | None = None) -> Path:
+def make_gif(frames: Iterable[Any], path: str | Path, fps: float = 2, palette: Palette | None = None) -> Path:
     """Write an endlessly looping GIF at ``fps`` frames per second. Each frame is an (H, W, 3) image or an
     ``(image, gt, pred)`` triple drawn with ``triptych(..., palette)``; all frames must share one size."""
     import imageio.v3 as iio

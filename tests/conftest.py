@@ -40,3 +40,16 @@ def tiny_checkpoint(minicity, tmp_path_factory) -> Path:
     fit(TrainConfig(model="unet", model_options=TINY_UNET, data=str(minicity), out=str(run), crop=(64, 128),
                     progress=False, **{**TINY_TRAIN, "batch_size": 4}))
     return run / "best.pt"
+
+
+def save_untrained(model, dataset: str, path: Path) -> Path:
+    """A checkpoint file of a model seglab did not train (fresh or loaded weights), for tests of the loading paths."""
+    from seglab.checkpoint import Checkpoint
+    from seglab.config import TrainConfig
+    from seglab.labels import get_label_set
+
+    spec = model.seglab_spec
+    config = TrainConfig(model=spec["name"], dataset=dataset, model_options=spec["options"]).to_dict()
+    Checkpoint(spec=spec, class_names=list(get_label_set(dataset).classes), config=config,
+               model=model.state_dict()).save(path)
+    return path

@@ -180,7 +180,7 @@ def test_plots_are_saved(tmp_path):
 
 
 def test_plot_predictions_shows_image_truth_and_the_models_argmax(tmp_path):
-    from seglab.data import IMAGENET_MEAN, IMAGENET_STD
+    from seglab.transforms import IMAGENET_MEAN, IMAGENET_STD
     from seglab.labels import CITYSCAPES
     from seglab.viz import colorize
 

@@ -50,8 +50,8 @@ def test_bench_data_smoke(minicity, tmp_path):
     stdout = _run("bench_data.py", "--data", str(minicity), "--crop", "64,128", "--workers", "0", "--repeat", "1",
                   "--out", str(tmp_path))
     table = pd.read_csv(tmp_path / "data.csv")
-    assert table["frames"].eq(6).all() and (table["samples_per_s"] > 0).all() and len(table) == 3
-    assert stdout.count("RATIO data") == 3 and (table["cpu_s_per_sample"] > 0).all()
+    assert table["frames"].eq(6).all() and (table["samples_per_s"] > 0).all() and len(table) == 4
+    assert stdout.count("RATIO data") == 4 and (table["cpu_s_per_sample"] > 0).all()
     assert (tmp_path / "data.png").is_file()
 
 
@@ -98,8 +98,8 @@ def test_bench_infer_smoke(tmp_path):
 def test_summary_table_lists_every_ratio_with_its_notes(tmp_path):
     _run("bench_eval.py", "--frames", "1", "--height", "32", "--width", "64", "--repeat", "1", "--out", str(tmp_path))
     printed = _run("common.py", str(tmp_path), "--page", str(tmp_path / "performance.md"))
-    rows = [line for line in printed.splitlines() if line.startswith("| evaluation |")]
-    assert len(rows) == len(_ratios(tmp_path, "evaluation")) and "identical confusion matrix" in rows[0]
+    rows = [line for line in printed.splitlines() if line.startswith("| eval |")]
+    assert len(rows) == len(_ratios(tmp_path, "eval")) and "identical confusion matrix" in rows[0]
     assert printed.startswith((tmp_path / "summary.md").read_text()) and "Measured " in printed
     assert (tmp_path / "performance.md").is_file()  # the page goes where --page says, never into the checkout
 
@@ -118,3 +118,11 @@ def test_bench_recipe_smoke(tmp_path):
     assert stdout.strip().splitlines()[-1].startswith("time-to-accuracy: seglab reaches the seed-style best mIoU ")
     ratios = pd.read_csv(tmp_path / "ratios.csv")  # the ratio may be 0 here: 2 CPU-s need not reach the target
     assert (ratios["benchmark"] == "recipe").sum() == 1 and (tmp_path / "recipe.png").is_file()
+
+
+def test_speed_defaults_smoke():
+    """The study behind the trainer's "auto" speed settings times every arm against fp32 + contiguous."""
+    stdout = _run("speed_defaults.py", "unet", "--batch", "1", "--crop", "64,128", "--steps", "1", "--warmup", "0")
+    arms = [line.split()[0] for line in stdout.splitlines() if "median" in line]
+    assert arms == ["fp32:contiguous", "fp32:channels_last", "bf16:contiguous", "bf16:channels_last"]
+    assert "x1.00" in stdout

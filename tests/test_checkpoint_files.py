@@ -16,12 +16,14 @@ def _save_as_format_2(path, config: dict, labels: str) -> None:
     old = {"train_resize": "scale", "zoom_range": "scale_range", "val_resize": "val_scale"}
     state["config"] = {old.get(k, k): v for k, v in state["config"].items() if k != "mask_dir"}
     state["config"]["labels"] = labels
+    state["config"]["channels_last"] = state["config"].pop("memory_format") == "channels_last"
     state["format_version"] = 2
     torch.save(state, path)
 
 
 def test_format_2_options_are_read_with_their_new_names(tmp_path):
-    config = TrainConfig(train_resize=0.5, zoom_range=(0.75, 1.5), val_resize=0.25, data="data/city").to_dict()
+    config = TrainConfig(train_resize=0.5, zoom_range=(0.75, 1.5), val_resize=0.25, data="data/city",
+                         memory_format="contiguous").to_dict()
     for labels, mask_dir in (("provided", ""), ("generated", "data/city/generated_gt"), ("my/masks", "my/masks")):
         path = tmp_path / f"{labels.replace('/', '_')}.pt"
         _save_as_format_2(path, config, labels)
@@ -29,3 +31,4 @@ def test_format_2_options_are_read_with_their_new_names(tmp_path):
         assert record.format_version == FORMAT_VERSION
         run = record.run_config
         assert (run.train_resize, run.zoom_range, run.val_resize, run.mask_dir) == (0.5, (0.75, 1.5), 0.25, mask_dir)
+        assert run.memory_format == "contiguous"

@@ -37,13 +37,13 @@ def test_parsed_flags_give_the_config_the_flags_say(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr("seglab.engine.fit", lambda config, **kw: seen.setdefault("config", config) and [])
     assert main(["train", "--model", "fcn8s", "--model-options", "backbone=vgg13", "--crop", "64,96", "--lr", "0.01",
-                 "--momentum", "0.8", "--no-channels-last", "--class-weights", "enet", "--out", str(tmp_path)]) == 0
+                 "--momentum", "0.8", "--memory-format", "contiguous", "--class-weights", "enet", "--out", str(tmp_path)]) == 0
     config = seen["config"]
     assert (config.model, config.model_options, config.crop, config.lr) == ("fcn8s", {"backbone": "vgg13"}, (64, 96),
                                                                             0.01)
-    assert (config.momentum, config.channels_last, config.class_weights) == (0.8, False, "enet")
+    assert (config.momentum, config.memory_format, config.class_weights) == (0.8, "contiguous", "enet")
     expected = dataclasses.replace(TrainConfig(), model="fcn8s", model_options={"backbone": "vgg13"}, crop=(64, 96),
-                                   lr=0.01, momentum=0.8, channels_last=False, class_weights="enet", out=str(tmp_path))
+                                   lr=0.01, momentum=0.8, memory_format="contiguous", class_weights="enet", out=str(tmp_path))
     assert config == expected  # every other field keeps the dataclass default
 
 

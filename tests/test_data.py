@@ -11,11 +11,12 @@ from scipy.ndimage import maximum_filter, minimum_filter
 from torchvision import tv_tensors
 
 from seglab.config import TrainConfig
-from seglab.data import (CityscapesSegmentation, RandomScaleRotateCrop, SBDSegmentation, VOCSegmentation, build_dataset,
-                         class_frequencies, denormalize, eval_transforms, find_sbd_root, train_dataset,
-                         train_transforms, val_dataset, weights_from_counts)
+from seglab.data import (CityscapesSegmentation, SBDSegmentation, VOCSegmentation, build_dataset, class_frequencies,
+                         denormalize, train_dataset, val_dataset, weights_from_counts)
 from seglab.errors import SeglabError
 from seglab.labels import ID_TO_TRAINID, TRAINID_TO_COLOR
+from seglab.toolbox.layouts import find_sbd_root
+from seglab.transforms import CropSampler, RandomScaleRotateCrop, eval_transforms, train_transforms
 
 
 def test_cityscapes_matches_torchvision_reader(minicity):
@@ -160,6 +161,24 @@ def test_scale_rotate_crop_at_scale_one_is_an_exact_crop():
         assert torch.equal(out_image, torch.from_numpy(image[top:top + 32, left:left + 48]).permute(2, 0, 1))
         assert out_mask.dtype == torch.int64 and torch.equal(out_mask, torch.from_numpy(label[top:top + 32,
                                                                                             left:left + 48]))
+
+
+def test_crop_sampler_places_windows_as_random_crop_and_around_class_pixels():
+    """Uniform corners cover exactly RandomCrop(pad_if_needed=True)'s range (a side shorter than the crop padded at
+    both ends); a class-uniform window always holds a pixel of the class drawn, here the single pixel of class 1 in
+    half of the windows (two classes), mapped through the frame's affine map (a shift by 3 rows, 5 columns)."""
+    sampler = CropSampler((8, 32))
+    torch.manual_seed(0)
+    corners = np.array([sampler(None, (20, 24), np.eye(3), None) for _ in range(2000)])
+    assert set(corners[:, 0]) == set(range(0, 13)) and set(corners[:, 1]) == set(range(-8, 1))
+    label = torch.zeros(20, 24, dtype=torch.uint8)
+    label[10, 7] = 1
+    shift = np.array([[1, 0, 5], [0, 1, 3], [0, 0, 1]], dtype=float)  # the pixel lands at row 13, column 12
+    sampler = CropSampler((8, 8), class_uniform=1.0)
+    torch.manual_seed(0)
+    corners = [sampler(label, (30, 30), shift, None) for _ in range(400)]
+    holds = [top <= 13 < top + 8 and left <= 12 < left + 8 for top, left in corners]
+    assert 0.45 <= np.mean(holds) <= 0.75  # class 1 for about half, plus the road windows that happen to hold it
 
 
 @pytest.mark.parametrize("make", [train_dataset, val_dataset])

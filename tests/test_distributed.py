@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from seglab.checkpoint import Checkpoint
-from seglab.infer import evaluate_checkpoint
+from seglab.toolbox.jobs import evaluate_checkpoint
 
 # Run under torchrun (or alone): record which training images this process read and how many steps it took, then
 # save its final weights; files are named by torchrun's RANK so that two processes never write the same file.

@@ -57,11 +57,12 @@ def test_resume_mid_epoch_two_runs_only_the_remaining_epochs(minicity, tmp_path,
     ran: list[tuple[int, int]] = []  # (epoch, step) of every train_step call
     kill = False
 
-    def counted_step(self, images, targets, epoch=0, step=0):
-        if (epoch, step) == (2, 1) and kill:
+    def counted_step(self, images, targets):
+        done, step = divmod(self.scheduler.last_epoch, self.steps_per_epoch)  # optimiser steps so far
+        if (done + 1, step) == (2, 1) and kill:
             raise KeyboardInterrupt  # what Ctrl-C / SIGTERM does in the middle of epoch 2
-        ran.append((epoch, step))
-        return original_step(self, images, targets, epoch, step)
+        ran.append((done + 1, step))
+        return original_step(self, images, targets)
 
     monkeypatch.setattr(Trainer, "train_step", counted_step)
     fit(tiny_config(minicity, tmp_path / "full", **config))
@@ -154,8 +155,8 @@ def test_cli_train_evaluate_export_predict(minicity, tmp_path, capsys):
     export, metrics_json = tmp_path / "export", tmp_path / "metrics.json"
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(minicity), "--export",
                  str(export), "--json", str(metrics_json), "--precision", "fp32", "--workers", "0"]) == 0
-    assert capsys.readouterr().out.splitlines()[-2:] == [f"benchmark export: {export}.zip",
-                                                         f"metrics JSON: {metrics_json}"]
+    assert capsys.readouterr().out.splitlines()[-2:] == [f"metrics JSON: {metrics_json}",
+                                                         f"benchmark export: {export}.zip"]
     summary = json.loads(metrics_json.read_text())
     assert {"pixel_accuracy", "mean_accuracy", "miou", "mdice", "fwiou", "sensitivity", "specificity",
             "per_class_iou", "per_class_dice", "category_iou"} <= set(summary)

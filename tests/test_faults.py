@@ -13,9 +13,10 @@ from PIL import Image, ImageOps
 from seglab import masks
 from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
 from seglab.toolbox.files import atomic_write_bytes
-from seglab.infer import predict_folder
+from seglab.toolbox.jobs import predict_folder
 from seglab.labels import CITYSCAPES
 from seglab.models import build_model
+from conftest import save_untrained
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
@@ -101,11 +102,10 @@ def test_masks_says_how_many_degenerate_polygons_it_could_not_draw(minicity, tmp
 
 
 def test_every_output_path_and_number_is_checked_before_any_work(minicity, tmp_path, capsys):
-    from seglab.checkpoint import Checkpoint
     from seglab.toolbox.cli import main
 
     checkpoint = tmp_path / "unet.pt"
-    Checkpoint.from_model(build_model("unet", 19, base_width=4, depth=2), "cityscapes").save(checkpoint)
+    save_untrained(build_model("unet", 19, base_width=4, depth=2), "cityscapes", checkpoint)
     a_file, a_folder = tmp_path / "a_file", tmp_path / "a_folder"
     a_file.write_text("keep me")
     a_folder.mkdir()

@@ -140,7 +140,8 @@ def test_every_path_draws_the_same_label_map(tiny_checkpoint, minicity, tmp_path
 
     from seglab.checkpoint import model_from_checkpoint
     from seglab.data import build_dataset
-    from seglab.infer import iter_predictions, predict_folder, predict_labels
+    from seglab.infer import iter_predictions, predict_labels
+    from seglab.toolbox.jobs import predict_folder
     from seglab.labels import CITYSCAPES
     from seglab.toolbox.widgets import CompareApp
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from seglab.config import TrainConfig
-from seglab.data import RandomScaleRotateCrop
 from seglab.losses import SegmentationLoss, focal_loss, lovasz_softmax, ohem_cross_entropy, ohem_keep, soft_dice_loss
 from seglab.labels import IGNORE_INDEX
+from seglab.transforms import RandomScaleRotateCrop
 from torchvision import tv_tensors
 
 

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seglab.checkpoint import Checkpoint
 from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.infer import predict_logits
 from seglab.models import build_model
 from seglab.toolbox.widgets import CompareApp
+from conftest import save_untrained
 
 
 class Ramp(nn.Module):
@@ -50,7 +50,7 @@ def test_scales_one_is_exactly_the_plain_result_and_others_average_resized_logit
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tta") / "unet.pt"
-    Checkpoint.from_model(build_model("unet", 19, base_width=8, depth=3), "cityscapes").save(path)
+    save_untrained(build_model("unet", 19, base_width=8, depth=3), "cityscapes", path)
     return path
 
 

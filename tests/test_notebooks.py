@@ -140,9 +140,12 @@ def check_02(results: dict, out: Path, paths: dict[str, str]) -> None:
     assert results["torchvision_cityscapes_agrees"] is True and results["torchvision_voc_agrees"] is True
     assert all(shape[1:] == [64, 128] for shape in results["augmented_shapes"])
     assert sum(results["class_share"].values()) == pytest.approx(1.0)
-    from seglab.data import IMAGENET_MEAN, IMAGENET_STD  # padding is black (0): normalised, (0 - mean) / std
+    from seglab.transforms import IMAGENET_MEAN, IMAGENET_STD  # padding is black (0): normalised, (0 - mean) / std
     assert results["padded_pixel_normalised"] == pytest.approx([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
     assert results["padded_share_exactly_black"] > 0.9  # all but the pixels on the frame's edge
+    # class-uniform windows: half of them around a pole pixel (two classes in the toy frame), so they hold the pole
+    holds_pole = results["sampler_holds_pole"]
+    assert holds_pole["class_uniform"] >= 0.4 and holds_pole["uniform"] < 0.3
 
 
 def check_library_match(results: dict, name: str) -> None:

@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from seglab.checkpoint import Checkpoint, model_from_checkpoint
+from seglab.checkpoint import model_from_checkpoint
 from seglab.toolbox.cli import main
 from seglab.models import NATIVE_MODEL_NAMES, build_model
 from seglab.errors import SeglabError
 from seglab.toolbox.onnx_export import check_onnx, export_onnx, onnx_latency_ms, onnx_logits, onnx_session
+from conftest import save_untrained
 
 SMALL = {"unet": {"base_width": 8, "depth": 3}, "r2unet": {"base_width": 8, "t": 1},
          "ddunet": {"base_width": 8, "dilations": (1, 2)}, "fcn8s": {"fc_channels": 64}}
@@ -33,7 +34,7 @@ def test_onnxruntime_gives_the_pytorch_argmax(name, tmp_path):
 
 def test_export_command_and_its_bad_input(tmp_path, capsys):
     checkpoint = tmp_path / "unet.pt"
-    Checkpoint.from_model(build_model("unet", 19, **SMALL["unet"]), "cityscapes").save(checkpoint)
+    save_untrained(build_model("unet", 19, **SMALL["unet"]), "cityscapes", checkpoint)
     out = tmp_path / "unet.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out),
                  "--height", "32", "--width", "64"]) == 0

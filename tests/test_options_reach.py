@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from seglab.config import TrainConfig
-from seglab.data import RandomScaleRotateCrop, class_frequencies, train_dataset, val_dataset
+from seglab.data import class_frequencies, train_dataset, val_dataset
 from seglab.engine import Trainer
 from seglab.labels import IGNORE_INDEX
 from seglab.losses import SegmentationLoss
+from seglab.transforms import RandomScaleRotateCrop
 
 from conftest import TINY_TRAIN, TINY_UNET
 
@@ -32,7 +33,7 @@ def _crop_step(dataset) -> RandomScaleRotateCrop:
 def test_crop_sampling_options_reach_the_trainers_transform(minicity, tmp_path):
     trainer = Trainer(_config(minicity, tmp_path / "run", class_uniform=0.6, cat_max_ratio=0.55))
     step = _crop_step(trainer.train_set)
-    assert (step.class_uniform, step.cat_max_ratio) == (0.6, 0.55)
+    assert (step.sampler.class_uniform, step.sampler.cat_max_ratio) == (0.6, 0.55)
     assert step.crop_size == (64, 128)
 
 
@@ -155,4 +156,30 @@ def test_command_line_options_reach_the_run(minicity, tmp_path):
     assert pd.read_csv(run / "history.csv")["lr"].tolist() == pytest.approx([0.01 * 1 / warmup, 0.01 * 3 / warmup])
     assert not list(run.glob("events.out.tfevents.*"))
     step = _crop_step(train_dataset(TrainConfig.from_dict(saved)))
-    assert (step.class_uniform, step.cat_max_ratio) == (0.6, 0.55)
+    assert (step.sampler.class_uniform, step.sampler.cat_max_ratio) == (0.6, 0.55)
+
+
+@pytest.mark.parametrize("precision, memory_format, expected", [
+    ("auto", "auto", (None, True)), ("fp32", "contiguous", ("fp32", False)), ("bf16", "channels_last", ("bf16", True))])
+def test_precision_and_memory_format_reach_the_trainers_step(minicity, tmp_path, precision, memory_format, expected):
+    trainer = Trainer(_config(minicity, tmp_path / "run", precision=precision, memory_format=memory_format))
+    want_precision, channels_last = expected
+    if want_precision is None:  # auto on a CPU: bf16 where the CPU has bf16 instructions
+        from seglab.toolbox.runtime import resolve_precision
+
+        want_precision = resolve_precision("auto", torch.device("cpu"))
+    assert (trainer.precision, trainer.channels_last) == (want_precision, channels_last)
+    weight = next(p for p in trainer.model.parameters() if p.ndim == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_auto_speed_settings_follow_the_measured_rule():
+    """On CUDA, bf16 + channels_last only for large steps (they do not pay at small batches); on a CPU always
+    channels_last."""
+    from seglab.toolbox.runtime import LARGE_STEP_PIXELS, training_speed
+
+    cuda = torch.device("cuda")
+    assert training_speed("auto", "auto", cuda, LARGE_STEP_PIXELS // 4) == ("fp32", False)
+    assert training_speed("bf16", "auto", cuda, LARGE_STEP_PIXELS) == ("bf16", True)
+    assert training_speed("fp16", "contiguous", cuda, LARGE_STEP_PIXELS) == ("fp16", False)
+    assert training_speed("fp32", "auto", torch.device("cpu"), 1)[1] is True

@@ -28,11 +28,13 @@ from seglab import checkpoint as ckpt
 from seglab.toolbox.cli import main
 from seglab.config import TrainConfig
 from seglab.data import CityscapesSegmentation, VOCSegmentation, read_image
-from seglab.engine import Trainer, _TerminateAsInterrupt, fit
+from seglab.engine import Trainer, fit
+from seglab.toolbox.interrupts import CleanStop
 from seglab.errors import SeglabError
 from seglab.masks import generate_masks
 from seglab.models import build_model
 from seglab.toolbox.nb import begin, declare, parameters
+from conftest import save_untrained
 
 TINY = ["--model-options", "base_width=8", "--model-options", "depth=3"]
 
@@ -211,7 +213,7 @@ def text_checkpoint(w: World) -> list[str]:
 
 def voc_checkpoint(w: World) -> Path:
     path = w.tmp / "voc.pt"
-    ckpt.Checkpoint.from_model(build_model("unet", 21, base_width=8, depth=3), "voc").save(path)
+    save_untrained(build_model("unet", 21, base_width=8, depth=3), "voc", path)
     return path
 
 
@@ -387,7 +389,7 @@ def test_signal_that_python_drops_still_stops_training_after_the_epoch():
             os.kill(os.getpid(), signal.SIGTERM)
             sum(range(10_000))  # the handler runs here and its KeyboardInterrupt is dropped ("Exception ignored")
 
-    with _TerminateAsInterrupt() as signals:
+    with CleanStop() as signals:
         SignalledWhileDeleted()
         with pytest.raises(KeyboardInterrupt), signals.hold():
             pass

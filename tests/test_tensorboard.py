@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from seglab.config import TrainConfig
 from seglab import engine
 from seglab.engine import Trainer, fit, panel_epochs
-from seglab.infer import evaluate_checkpoint
+from seglab.toolbox.jobs import evaluate_checkpoint
 
 STEPS = 2
 
@@ -71,10 +71,10 @@ def test_resume_mid_epoch_replaces_the_interrupted_steps(minicity, tmp_path, mon
     fit(_config(minicity, tmp_path / "full", epochs=3))
     original = Trainer.train_step
 
-    def killed(self, images, targets, epoch=0, step=0):
-        if (epoch, step) == (2, 1):
+    def killed(self, images, targets):
+        if divmod(self.scheduler.last_epoch, self.steps_per_epoch) == (1, 1):  # epoch 2, step 1
             raise KeyboardInterrupt
-        return original(self, images, targets, epoch, step)
+        return original(self, images, targets)
     monkeypatch.setattr(Trainer, "train_step", killed)
     with pytest.raises(KeyboardInterrupt):
         fit(_config(minicity, tmp_path / "split", epochs=3))

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from seglab.checkpoint import Checkpoint, model_from_checkpoint
+from conftest import save_untrained
+from seglab.checkpoint import model_from_checkpoint
 from seglab.toolbox.cli import main
 from seglab.errors import SeglabError
 from seglab.models import MODEL_NAMES, build_model, model_options
@@ -81,9 +82,8 @@ def test_evaluate_predict_and_fine_tune_work_unchanged(minivoc, tmp_path, capsys
     (images / "a.jpg").write_bytes(next((minivoc / "VOCdevkit").rglob("*.jpg")).read_bytes())
     assert main(["predict", *model_args, "--images", str(images), "--out", str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "a_label.png").is_file()
-    # a registry model becomes a checkpoint record that rebuilds without the weights file
-    record = Checkpoint.from_model(build_model("tv_lraspp_mobilenet_v3_large", 21, weights=str(path)), "voc")
-    record.save(tmp_path / "tv.pt")
+    # a registry model saved as a checkpoint rebuilds without the weights file
+    save_untrained(build_model("tv_lraspp_mobilenet_v3_large", 21, weights=str(path)), "voc", tmp_path / "tv.pt")
     path.unlink()
     rebuilt, _ = model_from_checkpoint(tmp_path / "tv.pt")
     x = torch.randn(1, 3, 40, 56)

@@ -38,8 +38,8 @@ _REGISTRY: dict[str, _Entry] = {
     "fcn8s": _Entry(FCN8s, "FCN", "Long et al., CVPR 2015"),
     "deeplabv3plus": _Entry(DeepLabV3Plus, "DeepLab", "Chen et al., ECCV 2018"),
     "r2unet": _Entry(R2UNet, "R2U-Net", "Alom et al., arXiv:1802.06955, 2018"),
-    "ddunet": _Entry(DDUNet, "DDU-Net", "seglab's dilated U-Net: U-Net + Yu & Koltun 2016 dilations + D-LinkNet's summed "
-                                        "cascade (Zhou et al. 2018)"),
+    "ddunet": _Entry(DDUNet, "DDU-Net", "seglab's dilated U-Net: U-Net + Yu & Koltun 2016 dilations + D-LinkNet's "
+                                        "summed cascade (Zhou et al. 2018)"),
     **{name: _Entry(cls, "torchvision", f"torchvision.models.segmentation.{cls.arch}")
        for name, cls in torchvision_classes().items()},
 }

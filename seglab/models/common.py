@@ -75,7 +75,8 @@ class DoubleConv(nn.Sequential):
     """The U-Net unit: two 3x3 conv-BN-ReLU; the second may be dilated (DDU-Net's encoder)."""
 
     def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
-        super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels, dilation=dilation))
+        super().__init__(ConvBNReLU(in_channels, out_channels),
+                         ConvBNReLU(out_channels, out_channels, dilation=dilation))
 
 
 # --------------------------------------------------------------------------------------------- backbone weights
@@ -117,19 +118,6 @@ def read_state_dict(path: str | os.PathLike, option: str, builder: str) -> dict:
     return dict(state)
 
 
-def backbone_state_dict(arch: str, pretrained: bool, backbone_weights: str | os.PathLike | None) -> dict | None:
-    """The torchvision state dict to start backbone `arch` from: ImageNet weights (`pretrained=True`, downloaded
-    through torchvision's weights enum), a local file (`backbone_weights=PATH`), or None for random init."""
-    if pretrained and backbone_weights is not None:
-        raise SeglabError("give either pretrained=True or backbone_weights=PATH, not both")
-    if backbone_weights is not None:
-        return read_state_dict(backbone_weights, "backbone_weights", f"torchvision.models.{arch}()")
-    if pretrained:
-        return download_state_dict(arch, f"offline, pass backbone_weights=PATH (a saved torchvision {arch} state dict) "
-                                         "or pretrained=False")
-    return None
-
-
 def download_state_dict(arch: str, offline_fix: str) -> dict:
     """torchvision's DEFAULT weights for ``arch`` (downloaded once into torch's cache); offline, a one-line error."""
     weights = torchvision.models.get_model_weights(arch).DEFAULT
@@ -140,22 +128,29 @@ def download_state_dict(arch: str, offline_fix: str) -> dict:
                           f"{offline_fix}") from None
 
 
-def load_backbone(module: nn.Module, state: Mapping[str, torch.Tensor], arch: str) -> None:
-    """Strictly load into `module` (whose keys follow torchvision's `arch`) every tensor it has from `state`.
+def load_backbone(module: nn.Module, arch: str, pretrained: bool, backbone_weights: str | os.PathLike | None) -> None:
+    """Start `module` (keys as torchvision's `arch`) from ImageNet weights (`pretrained=True`, downloaded through
+    torchvision's weights enum) or a local state-dict file (`backbone_weights=PATH`); else it stays random.
 
-    Entries of `state` the module does not use (the ImageNet classifier) are ignored; a missing or mis-shaped tensor
-    is a SeglabError, so a file for the wrong architecture never loads silently.
+    The ImageNet classifier is ignored; a missing or mis-shaped tensor is a SeglabError, so a file for the wrong
+    architecture never loads silently.
     """
+    if pretrained and backbone_weights is not None:
+        raise SeglabError("give either pretrained=True or backbone_weights=PATH, not both")
+    if backbone_weights is not None:
+        state = read_state_dict(backbone_weights, "backbone_weights", f"torchvision.models.{arch}()")
+    elif pretrained:
+        state = download_state_dict(arch, f"offline, pass backbone_weights=PATH (a saved torchvision {arch} state "
+                                          "dict) or pretrained=False")
+    else:
+        return
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or wrong:
         what = f"{len(missing)} tensors missing (first: {missing[0]})" if missing else (
             f"{len(wrong)} tensors of the wrong shape (first: {wrong[0]} {tuple(state[wrong[0]].shape)}, "
-            f"expected {tuple(own[wrong[0]].shape)})"
-        )
-        raise SeglabError(
-            f"the backbone weights are not a torchvision {arch} state dict: {what}; save a matching file with "
-            f"torch.save(torchvision.models.{arch}().state_dict(), PATH)"
-        )
+            f"expected {tuple(own[wrong[0]].shape)})")
+        raise SeglabError(f"the backbone weights are not a torchvision {arch} state dict: {what}; save a matching "
+                          f"file with torch.save(torchvision.models.{arch}().state_dict(), PATH)")
     module.load_state_dict({k: state[k] for k in own}, strict=True)

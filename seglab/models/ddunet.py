@@ -41,27 +41,13 @@ class DDUNet(UNetBase):
     skips). Default widths 16..256 as for `unet`.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        base_width: int = 16,
-        depth: int = 4,
-        encoder_dilation: int = 2,
-        dilations: Sequence[int] = (1, 2, 4, 8),
-        upsample: str = "transpose",
-    ) -> None:
+    def __init__(self, num_classes: int, *, base_width: int = 16, depth: int = 4, encoder_dilation: int = 2,
+                 dilations: Sequence[int] = (1, 2, 4, 8), upsample: str = "transpose") -> None:
         check_int("encoder_dilation", encoder_dilation)
         if isinstance(dilations, (str, bytes)) or not isinstance(dilations, Sequence) or not dilations:
             raise SeglabError(f"option dilations={dilations!r} must be a non-empty list of integers >= 1")
         for d in dilations:
             check_int("dilations", d)
-        super().__init__(
-            num_classes,
-            base_width,
-            depth,
-            upsample,
-            encoder_block=partial(DoubleConv, dilation=encoder_dilation),
-            decoder_block=DoubleConv,
-            bottleneck=partial(DilatedBottleneck, dilations=tuple(dilations)),
-        )
+        super().__init__(num_classes, base_width, depth, upsample,
+                         encoder_block=partial(DoubleConv, dilation=encoder_dilation), decoder_block=DoubleConv,
+                         bottleneck=partial(DilatedBottleneck, dilations=tuple(dilations)))

@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from seglab.errors import SeglabError
-from seglab.models.common import ConvBNReLU, SegmentationModel, backbone_state_dict, check_choice, load_backbone
+from seglab.models.common import ConvBNReLU, SegmentationModel, check_choice, load_backbone
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 BASIC_BLOCK_ARCHS = ("resnet18", "resnet34")  # torchvision's BasicBlock raises on dilation > 1
@@ -60,23 +60,14 @@ class DeepLabV3Plus(SegmentationModel):
     the paper-grade setting). In training mode the batch must hold at least 2 images (BatchNorm after image pooling).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        backbone: str = "resnet18",
-        output_stride: int = 16,
-        pretrained: bool = False,
-        backbone_weights: str | os.PathLike | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int, *, backbone: str = "resnet18", output_stride: int = 16,
+                 pretrained: bool = False, backbone_weights: str | os.PathLike | None = None) -> None:
         super().__init__()
         check_choice("backbone", backbone, RESNET_ARCHS)
         check_choice("output_stride", output_stride, tuple(ASPP_RATES))
         self.stride = output_stride
         self.backbone = dilated_resnet(backbone, output_stride)
-        state = backbone_state_dict(backbone, pretrained, backbone_weights)
-        if state is not None:
-            load_backbone(self.backbone, state, backbone)
+        load_backbone(self.backbone, backbone, pretrained, backbone_weights)
         low_channels = self._channels(self.backbone.layer1)
         high_channels = self._channels(self.backbone.layer4)
         self.aspp = ASPP(high_channels, ASPP_RATES[output_stride], out_channels=256)

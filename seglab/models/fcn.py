@@ -6,15 +6,7 @@ import os
 import torch
 from torch import nn
 
-from seglab.models.common import (
-    VGG_ARCHS,
-    SegmentationModel,
-    backbone_state_dict,
-    check_choice,
-    check_int,
-    load_backbone,
-    vgg_features,
-)
+from seglab.models.common import VGG_ARCHS, SegmentationModel, check_choice, check_int, load_backbone, vgg_features
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
@@ -58,22 +50,13 @@ class FCN8s(SegmentationModel):
 
     stride = 32
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        backbone: str = "vgg11_bn",
-        fc_channels: int = 1024,
-        pretrained: bool = False,
-        backbone_weights: str | os.PathLike | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int, *, backbone: str = "vgg11_bn", fc_channels: int = 1024,
+                 pretrained: bool = False, backbone_weights: str | os.PathLike | None = None) -> None:
         super().__init__()
         check_choice("backbone", backbone, VGG_ARCHS)
         check_int("fc_channels", fc_channels)
         self.backbone = nn.ModuleDict({"features": vgg_features(backbone)})  # keys as in torchvision's VGG
-        state = backbone_state_dict(backbone, pretrained, backbone_weights)
-        if state is not None:
-            load_backbone(self.backbone, state, backbone)
+        load_backbone(self.backbone, backbone, pretrained, backbone_weights)
         self.fc = nn.Sequential(
             nn.Conv2d(512, fc_channels, kernel_size=7, padding=3),  # fc6
             nn.ReLU(inplace=True),

@@ -48,9 +48,8 @@ class R2UNet(UNetBase):
     widths 16..256 (`base_width=64` gives the paper's 64..1024).
     """
 
-    def __init__(
-        self, num_classes: int, *, base_width: int = 16, depth: int = 4, t: int = 2, upsample: str = "transpose"
-    ) -> None:
+    def __init__(self, num_classes: int, *, base_width: int = 16, depth: int = 4, t: int = 2,
+                 upsample: str = "transpose") -> None:
         check_int("t", t)
         block = partial(RRCNNBlock, t=t)
         super().__init__(num_classes, base_width, depth, upsample, block, block)

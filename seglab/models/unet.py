@@ -7,16 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from seglab.models.common import (
-    ConvBNReLU,
-    DoubleConv,
-    SegmentationModel,
-    backbone_state_dict,
-    check_choice,
-    check_int,
-    load_backbone,
-    vgg_features,
-)
+from seglab.models.common import (ConvBNReLU, DoubleConv, SegmentationModel, check_choice, check_int, load_backbone,
+                                  vgg_features)
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
 Block = Callable[[int, int], nn.Module]
@@ -28,17 +20,15 @@ def make_upsample(mode: str, in_channels: int, out_channels: int) -> nn.Module:
     check_choice("upsample", mode, UPSAMPLE_MODES)
     if mode == "transpose":
         return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), ConvBNReLU(in_channels, out_channels, 1)
-    )
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                         ConvBNReLU(in_channels, out_channels, 1))
 
 
 class UNetDecoder(nn.Module):
     """Expanding path: at each level up-sample x2, concatenate the encoder skip of that level, apply `block`."""
 
-    def __init__(
-        self, in_channels: int, skip_channels: Sequence[int], out_channels: Sequence[int], block: Block, upsample: str
-    ) -> None:
+    def __init__(self, in_channels: int, skip_channels: Sequence[int], out_channels: Sequence[int], block: Block,
+                 upsample: str) -> None:
         super().__init__()
         ins = [in_channels, *out_channels[:-1]]
         self.ups = nn.ModuleList(make_upsample(upsample, i, o) for i, o in zip(ins, out_channels))
@@ -55,16 +45,8 @@ class UNetBase(SegmentationModel):
     """U-shaped encoder-decoder: `depth` down-samplings by 2x2 max-pooling, widths base_width * 2**level, one
     `encoder_block` per level (`bottleneck` at the bottom), the mirrored `decoder_block`s and a 1x1 classifier."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        base_width: int,
-        depth: int,
-        upsample: str,
-        encoder_block: Block,
-        decoder_block: Block,
-        bottleneck: Block | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int, base_width: int, depth: int, upsample: str, encoder_block: Block,
+                 decoder_block: Block, bottleneck: Block | None = None) -> None:
         super().__init__()
         check_int("base_width", base_width)
         check_int("depth", depth)
@@ -112,19 +94,11 @@ class UNetVGG13(SegmentationModel):
     SKIP_CHANNELS = (512, 512, 256, 128, 64)  # VGG13 block outputs, deepest first
     DECODER_CHANNELS = (256, 256, 128, 64, 32)
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        upsample: str = "transpose",
-        pretrained: bool = False,
-        backbone_weights: str | os.PathLike | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int, *, upsample: str = "transpose", pretrained: bool = False,
+                 backbone_weights: str | os.PathLike | None = None) -> None:
         super().__init__()
         self.backbone = nn.ModuleDict({"features": vgg_features("vgg13")})  # keys as in torchvision's vgg13
-        state = backbone_state_dict("vgg13", pretrained, backbone_weights)
-        if state is not None:
-            load_backbone(self.backbone, state, "vgg13")
+        load_backbone(self.backbone, "vgg13", pretrained, backbone_weights)
         self.center = DoubleConv(512, 512)
         self.decoder = UNetDecoder(512, self.SKIP_CHANNELS, self.DECODER_CHANNELS, DoubleConv, upsample)
         self.classifier = nn.Conv2d(self.DECODER_CHANNELS[-1], num_classes, kernel_size=1)

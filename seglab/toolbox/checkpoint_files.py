@@ -49,6 +49,8 @@ def read_record(path: str | Path, newest_format: int, map_location: str | torch.
     if state["format_version"] == 2:
         state = {**state, "config": {RENAMED_OPTIONS.get(k, k): v for k, v in state["config"].items()},
                  "format_version": 3}
+        channels_last = state["config"].pop("channels_last", True)
+        state["config"]["memory_format"] = "channels_last" if channels_last else "contiguous"
         labels = state["config"].pop("labels", "provided")  # "provided", "generated" or a folder
         if labels != "provided":
             generated = str(Path(state["config"].get("data", "data/minicity")) / "generated_gt")

@@ -247,26 +247,25 @@ def _dataset(args: argparse.Namespace) -> str:
 
 
 def _model_source(args: argparse.Namespace):
-    """The checkpoint record the arguments name: a checkpoint file, or a registry model (built last, as it may
-    download weights)."""
-    from seglab.checkpoint import Checkpoint
+    """(model, dataset name) from a checkpoint file, or from a registry model (built last, as it may download
+    weights)."""
+    from seglab.checkpoint import model_from_checkpoint
 
     if args.checkpoint is not None:
         if args.model_options:
             raise SeglabError("--model-options goes with --model; a checkpoint already holds its model's options")
-        record = Checkpoint.load(args.checkpoint)
+        model, record = model_from_checkpoint(args.checkpoint)
         if args.dataset is not None and args.dataset != record.dataset:
-            from seglab.data import DATASET_NAMES as names
+            from seglab.toolbox.layouts import DATASET_NAMES as names
 
             raise SeglabError(f"this checkpoint was trained on {names[record.dataset]} ({len(record.class_names)} "
                               f"classes), not {names[args.dataset]}; drop --dataset (a checkpoint knows its classes) "
                               f"or use a checkpoint trained on {names[args.dataset]}")
-        return record
+        return model, record.dataset
     from seglab.labels import get_label_set
     from seglab.models import build_model
 
-    model = build_model(args.model, get_label_set(_dataset(args)).num_classes, **dict(args.model_options))
-    return Checkpoint.from_model(model, _dataset(args))
+    return build_model(args.model, get_label_set(_dataset(args)).num_classes, **dict(args.model_options)), _dataset(args)
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -297,18 +296,24 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from seglab.data import build_dataset
-    from seglab.infer import check_data_matches, evaluate_checkpoint
+    from seglab.toolbox.jobs import check_data_matches, evaluate_checkpoint, export_cityscapes
+    from seglab.toolbox.run_folder import write_json
 
     if args.model is not None:  # the data first: a registry model may download its weights
         check_data_matches(_dataset(args), args.data)
         build_dataset(_dataset(args), args.data, args.split, mask_dir=args.mask_dir)
-    report = evaluate_checkpoint(_model_source(args), args.data, split=args.split, mask_dir=args.mask_dir,
-                                 export_dir=args.export, json_path=args.json, device=args.device,
-                                 precision=args.precision, flip=args.flip, window=args.window, tta_scales=args.tta_scales,
-                                 workers=args.workers)
+    source = _model_source(args)
+    if args.export is not None and source[1] != "cityscapes":
+        raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
+    inference = dict(device=args.device, precision=args.precision, workers=args.workers, flip=args.flip,
+                     window=args.window, tta_scales=args.tta_scales)
+    report = evaluate_checkpoint(source, args.data, split=args.split, mask_dir=args.mask_dir, **inference)
     print(report.text())
     if args.json:
+        write_json(args.json, report.summary)
         print(f"metrics JSON: {args.json}")
+    if args.export is not None:
+        print(f"benchmark export: {export_cityscapes(source, args.data, args.export, split=args.split, **inference)}")
 
 
 # ----------------------------------------------------------------------------------------------------- predict
@@ -322,7 +327,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from seglab.infer import list_images, predict_checkpoint
+    from seglab.toolbox.jobs import list_images, predict_checkpoint
 
     list_images(args.images)  # the images first: a registry model may download its weights
     result = predict_checkpoint(_model_source(args), args.images, args.out, device=args.device,
@@ -345,10 +350,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from seglab.checkpoint import model_from_checkpoint
     from seglab.toolbox.onnx_export import check_onnx, export_onnx
 
-    model, _ = model_from_checkpoint(_model_source(args))
+    model, _ = _model_source(args)
     path = export_onnx(model, args.out, args.height, args.width)
     check = check_onnx(model, path)
     print(f"wrote {path} (input 1x3x{args.height}x{args.width}); on a random image onnxruntime's logits are within "

@@ -65,25 +65,25 @@ def _untrained_ids_and_categories() -> list[int]:
 
 # --- 02 ---------------------------------------------------------------------------------------------------------
 @answer("02.3", hint="the warp pads the image with 0 (black); normalisation maps 0 to (0 - mean) / std per channel "
-        "(seglab.data.IMAGENET_MEAN, IMAGENET_STD)")
+        "(seglab.transforms.IMAGENET_MEAN, IMAGENET_STD)")
 def _padded_pixel_normalised() -> list[float]:
     import torch
     from torchvision import tv_tensors
 
-    from seglab.data import eval_transforms
+    from seglab.transforms import eval_transforms
 
     black = tv_tensors.Image(torch.zeros(3, 1, 1, dtype=torch.uint8))
     return eval_transforms()(black).flatten().tolist()  # what the model sees at a padded pixel, R, G, B
 
 # --- 03 ---------------------------------------------------------------------------------------------------------
-def _meta_model(name: str, **options: Any) -> Any:
-    """Model ``name`` with ``options`` and Cityscapes' 19 classes, on the meta device (shapes only, no memory)."""
+def _meta_model(name: str, num_classes: int = 19, **options: Any) -> Any:
+    """Model ``name`` with ``options``, in eval mode on the meta device (shapes only, no memory)."""
     import torch
 
     from seglab.models import build_model
 
     with torch.device("meta"):
-        return build_model(name, 19, **options)
+        return build_model(name, num_classes, **options).eval()
 
 
 def _parameters(name: str, **options: Any) -> int:
@@ -127,10 +127,15 @@ def fcn16s_parameters() -> int:
 @answer("05.1", hint="count_flops(model, 256, 512) for output_stride 16 and 8 (build them on the meta device) and "
                      "divide; layer3, layer4 and ASPP run on 4x the positions at OS8")
 def deeplab_os8_flops_ratio() -> float:
+    return _os8_flops_ratio(256, 512)
+
+
+def _os8_flops_ratio(height: int, width: int) -> float:
+    """FLOPs of DeepLabV3+ at output stride 8 over those at 16, for one ``height`` x ``width`` image."""
     from seglab.toolbox.profiling import count_flops
 
     os16, os8 = (_meta_model("deeplabv3plus", output_stride=s) for s in (16, 8))
-    return count_flops(os8, 256, 512) / count_flops(os16, 256, 512)
+    return count_flops(os8, height, width) / count_flops(os16, height, width)
 
 
 @answer("05.2", hint="atrous_valid_weights((8, 16), rate) for rate = 1, 2, ...: the last rate whose share is "
@@ -195,16 +200,7 @@ def _most_confused_pair(matrix) -> list[int]:
 @answer("10.2", hint="count the FLOPs of deeplabv3plus at 1024x2048 with output_stride 8 and 16 "
         "(seglab.toolbox.profiling.count_flops on models built under torch.device('meta')) and divide")
 def _deeplab_os8_flops_factor() -> float:
-    import torch
-
-    from seglab.models import build_model
-    from seglab.toolbox.profiling import count_flops
-
-    flops = {}
-    for stride in (8, 16):
-        with torch.device("meta"):  # shapes only: nothing is computed
-            flops[stride] = count_flops(build_model("deeplabv3plus", 19, output_stride=stride), 1024, 2048)
-    return flops[8] / flops[16]
+    return _os8_flops_ratio(1024, 2048)
 
 
 @answer("10.3", hint="channels x height x width x bytes per value (torch.finfo(dtype).bits / 8), over 2**20")
@@ -226,12 +222,9 @@ def _fcn8s_fc6_share() -> list[float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from seglab.models import build_model
-
-    with torch.device("meta"):
-        model = build_model("fcn8s", 21, backbone="vgg11_bn").eval()
-        with FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, 3, 320, 320))
+    model = _meta_model("fcn8s", 21, backbone="vgg11_bn")
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 320, 320, device="meta"))
     fc6_flops = next(sum(c.values()) for name, c in counter.get_flop_counts().items() if name.endswith(".fc.0"))
     fc6_params = sum(p.numel() for p in model.fc[0].parameters())
     return [fc6_params / sum(p.numel() for p in model.parameters()), fc6_flops / counter.get_total_flops()]

@@ -1,21 +1,10 @@
 """Small helpers every notebook uses: parameter validation (papermill only logs unknown names), output folders,
-and the results JSON that tests/test_notebooks.py reads.
+and the results JSON that tests/test_notebooks.py reads. Notebook pattern::
 
-Notebook pattern::
-
-    # first code cell
-    from seglab.toolbox import nb
-    nb.begin(globals())
-
-    # the cell tagged `parameters`
-    data_root = "data/minicity"
-    epochs = 3
-    nb.declare(globals())
-
-    # (papermill's injected-parameters cell lands here)
-
-    # next cell
-    params = nb.parameters(globals())   # one-line error for unknown names or wrong types
+    nb.begin(globals())                 # first code cell
+    epochs = 3                          # the cell tagged `parameters` ...
+    nb.declare(globals())               # ... ends so; papermill's injected cell lands after it
+    params = nb.parameters(globals())   # next cell: one-line error for unknown names or wrong types
 """
 from __future__ import annotations
 

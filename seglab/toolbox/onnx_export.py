@@ -82,11 +82,10 @@ def check_onnx(model: nn.Module, path: str | Path, seed: int = 0, tolerance: flo
 def onnx_latency_ms(path: str | Path, warmup: int = 2, runs: int = 5) -> float:
     """Median wall time of one onnxruntime forward pass of the exported input size, in milliseconds."""
     session = onnx_session(path)
-    images = np.zeros(session.get_inputs()[0].shape, dtype=np.float32)
+    inputs = {"images": np.zeros(session.get_inputs()[0].shape, dtype=np.float32)}
     times = []
-    for index in range(warmup + runs):
+    for _ in range(warmup + runs):
         start = time.perf_counter()
-        session.run(None, {"images": images})
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+        session.run(None, inputs)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times[warmup:]))

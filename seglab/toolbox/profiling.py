@@ -1,11 +1,8 @@
 """Latency, peak memory and FLOPs of a model at a given input size, measured properly on CPU and CUDA.
 
-Latency: warm-up runs first, then the median of several timed runs of the forward pass alone (no file I/O, no
-pre/post-processing), with CUDA synchronised before reading the clock. Memory: on CUDA the peak allocated bytes of
-the timed runs only: the counter is reset after the warm-up, where cuDNN's autotuner (benchmark mode) tries
-algorithms with workspaces far larger than the model needs (that peak is reported separately); on CPU the peak
-resident set size of a fresh child process that builds the model and runs it, minus the same process's resident size
-before the first forward (so imports and the interpreter do not count).
+Latency: the median of timed forward passes after warm-up ones, CUDA synchronised before each clock reading.
+Memory: on CUDA the peak allocated bytes of the timed runs (cuDNN's autotuning in the warm-up is reported apart); on
+CPU the peak resident size of a fresh child process minus its size before the first forward.
 """
 from __future__ import annotations
 
@@ -16,22 +13,24 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from seglab.errors import SeglabError
 from seglab.toolbox.runtime import (autocast, resolve_device, resolve_precision, synchronize,
-                            tune_kernels_for_fixed_shapes)
+                                    tune_kernels_for_fixed_shapes)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
-    """Floating-point operations of one forward pass at batch 1 (multiply-add = 2 FLOPs), via FlopCounterMode.
-
-    The count depends on shapes only, so a model built on the ``meta`` device is counted without computing anything.
-    """
+    """Floating-point operations of one forward pass at batch 1 (multiply-add = 2 FLOPs), via FlopCounterMode; shapes
+    only, so a model built on the ``meta`` device is counted without computing anything."""
     model.eval()
     device = next(model.parameters(), torch.zeros(())).device
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -164,9 +163,10 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
     }
 
 
-def _child(queue, kwargs) -> None:
+def _child(queue: mp.Queue, job: Callable[[], dict]) -> None:
+    """Run ``job`` in a fresh process and send its result, or its error as one line, to the parent."""
     try:
-        queue.put(("ok", _measure(**kwargs)))
+        queue.put(("ok", job()))
     except SeglabError as exc:  # already a user-facing line
         queue.put(("error", str(exc)))
     except BaseException as exc:  # reported to the parent, which raises it as a clear error
@@ -185,16 +185,15 @@ def profile_model(name: str, *, num_classes: int = 19, options: dict | None = No
     """
     if min(height, width) <= 0 or runs <= 0 or warmup < 0:
         raise SeglabError("height, width and runs must be positive (warmup zero or more)")
-    kwargs = dict(name=name, num_classes=num_classes, options=options or {}, height=height, width=width,
-                  device_name=device, precision=precision, warmup=warmup, runs=runs, channels_last=channels_last,
-                  flops=flops, builder=builder)
+    job = partial(_measure, name, num_classes, options or {}, height, width, device, precision, warmup, runs,
+                  channels_last, flops, builder)
     if isolate is None:
         isolate = resolve_device(device).type == "cpu"
     if not isolate:
-        return _measure(**kwargs)
+        return job()
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, kwargs))
+    process = context.Process(target=_child, args=(queue, job))
     process.start()
     status, payload = queue.get()
     process.join()
@@ -203,7 +202,7 @@ def profile_model(name: str, *, num_classes: int = 19, options: dict | None = No
     return payload
 
 
-def profile_models(names: Sequence[str], **kwargs) -> "pd.DataFrame":
+def profile_models(names: Sequence[str], **kwargs: Any) -> pd.DataFrame:
     """``profile_model`` for each name, as a table (one row per model)."""
     import pandas as pd
 
@@ -216,7 +215,7 @@ def profile_models(names: Sequence[str], **kwargs) -> "pd.DataFrame":
 
 
 def compare_runtimes(names: Sequence[str], *, onnx_dir: str | os.PathLike, num_classes: int = 19, height: int = 512,
-                     width: int = 1024, warmup: int = 1, runs: int = 3) -> "pd.DataFrame":
+                     width: int = 1024, warmup: int = 1, runs: int = 3) -> pd.DataFrame:
     """Median CPU latency (ms) of each model at batch 1 in PyTorch fp32, PyTorch bf16 (autocast) and onnxruntime
     (the model exported to ``onnx_dir/<name>.onnx``), side by side in one process."""
     import pandas as pd

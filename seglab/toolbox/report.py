@@ -116,30 +116,27 @@ def markdown_table(frame: pd.DataFrame, headers: dict[str, str] | None = None) -
     return "\n".join(lines)
 
 
-def _link(path: Path, base: Path) -> str:
-    return Path(os.path.relpath(path, base)).as_posix()
-
-
 def build_report(out_dir: str | Path = "outputs") -> str:
     """The markdown text of the outputs index (see ``write_report``)."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise SeglabError(f"outputs folder {out_dir} does not exist; run `make demo` (or the notebooks) first")
+
+    def link(path: Path) -> str:
+        return Path(os.path.relpath(path, out_dir)).as_posix()
+
     parts = ["# seglab demo outputs", "",
-             "Written by `python -m seglab report` after `make demo`; every link is relative to this folder.", ""]
-
+             "Written by `python -m seglab report` after `make demo`; every link is relative to this folder.", "",
+             "## Executed notebooks", ""]
     notebooks = sorted(out_dir.glob("notebooks/*.ipynb"))
-    parts += ["## Executed notebooks", ""]
-    if notebooks:
-        for path in notebooks:
-            info = notebook_info(path)
-            status = f" — **error** in {info['error']}" if info["error"] else ""
-            parts.append(f"- [{path.stem}]({_link(path, out_dir)}): {info['title']}{status}")
-    else:
+    for path in notebooks:
+        info = notebook_info(path)
+        status = f" — **error** in {info['error']}" if info["error"] else ""
+        parts.append(f"- [{path.stem}]({link(path)}): {info['title']}{status}")
+    if not notebooks:
         parts.append(f"No executed notebooks yet (`make demo` writes them to {out_dir / 'notebooks'}).")
-    parts.append("")
 
-    parts += ["## Model comparison", ""]
+    parts += ["", "## Model comparison", ""]
     runs = run_table(out_dir)
     if len(runs):
         parts += ["Params are counted on each run's checkpoint; mIoU and mDice are the best validation epoch in "
@@ -157,20 +154,14 @@ def build_report(out_dir: str | Path = "outputs") -> str:
 
     gifs = sorted(out_dir.glob("gifs/*.gif"))
     if gifs:
-        parts += ["## Prediction GIFs", ""] + [f"![{p.stem}]({_link(p, out_dir)})" for p in gifs] + [""]
-
+        parts += ["## Prediction GIFs", ""] + [f"![{p.stem}]({link(p)})" for p in gifs] + [""]
     figures = sorted(out_dir.glob("figures/*.png"))
-    parts += ["## Figures", ""]
-    if figures:
-        for path in figures:
-            parts += [f"### {path.stem}", "", f"![{path.stem}]({_link(path, out_dir)})", ""]
-    else:
-        parts += ["No figures yet.", ""]
-
+    parts += ["## Figures", ""] + (["No figures yet.", ""] if not figures else [])
+    for path in figures:
+        parts += [f"### {path.stem}", "", f"![{path.stem}]({link(path)})", ""]
     tables = sorted(out_dir.glob("tables/*.csv")) + sorted(out_dir.glob("results/*.json"))
     if tables:
-        parts += ["## Tables and results", ""] + [f"- [{_link(p, out_dir)}]({_link(p, out_dir)})" for p in tables]
-        parts.append("")
+        parts += ["## Tables and results", ""] + [f"- [{link(p)}]({link(p)})" for p in tables] + [""]
     return "\n".join(parts)
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler
 
 from seglab.config import PRECISIONS
 from seglab.errors import SeglabError
@@ -49,6 +52,24 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cpu" and cpu_supports_bf16():
         return "bf16"
     return "fp32"
+
+
+# Pixels per training step (batch x crop area) from which bf16 + channels_last pay on a CUDA GPU: on an NVIDIA H200
+# they gave 1.24-1.75x plain fp32 at batch 8 of 256x512 crops but 0.93-0.98x at batch 2 (docs/performance.md).
+LARGE_STEP_PIXELS = 8 * 256 * 512
+
+
+def training_speed(precision: str, memory_format: str, device: torch.device, step_pixels: int) -> tuple[str, bool]:
+    """The training step's autocast precision and whether it runs channels_last. "auto" picks what bench_train
+    measured to pay: on CUDA, bf16 (fp16 without bf16) + channels_last for steps of LARGE_STEP_PIXELS or more, fp32 +
+    contiguous below; on a CPU, channels_last, with bf16 where the CPU has bf16 instructions."""
+    if precision not in PRECISIONS:
+        raise SeglabError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    pays = device.type != "cuda" or step_pixels >= LARGE_STEP_PIXELS
+    if precision == "auto":
+        precision = resolve_precision("auto", device) if pays else "fp32"
+    channels_last = pays if memory_format == "auto" else memory_format == "channels_last"
+    return precision, channels_last
 
 
 def tune_kernels_for_fixed_shapes(device: torch.device) -> None:
@@ -115,3 +136,26 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def wrap_for_training(model: nn.Module, dist_info: DistInfo, device: torch.device, sync_bn: bool,
+                      compile_model: bool) -> nn.Module:
+    """The module the training step calls: ``model`` (already on ``device``) with SyncBatchNorm and
+    DistributedDataParallel under torchrun, and torch.compile when asked. The plain ``model`` shares its weights."""
+    if dist_info.enabled:
+        if sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if compile_model else model
+
+
+def epoch_order(dataset_size: int, dist_info: DistInfo, seed: int, epoch: int, count: int,
+                generator: torch.Generator) -> Sampler | list[int]:
+    """The ``count`` sample indices this process trains on in ``epoch``: a seeded shuffle, split across processes
+    under torchrun, so a resumed run and every process agree on it."""
+    if not dist_info.enabled:
+        return RandomSampler(range(dataset_size), num_samples=count, generator=generator)
+    sampler = DistributedSampler(range(dataset_size), dist_info.world_size, dist_info.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    sampler.set_epoch(epoch)
+    return list(sampler)[:count]

@@ -1,8 +1,5 @@
 """TensorBoard event files for a training run: per-step loss and LR, per-epoch metrics, per-class IoU and a few
-validation predictions (``tensorboard --logdir outputs/runs`` shows every run folder side by side).
-
-The x-axis is the optimiser step for everything, so training and validation curves line up; an epoch's metrics sit at
-its last step.
+validation predictions, all against the optimiser step so the curves line up (``tensorboard --logdir outputs/runs``).
 """
 from __future__ import annotations
 

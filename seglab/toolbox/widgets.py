@@ -1,11 +1,7 @@
 """Interactive comparison of trained models on one image at a time (ipywidgets, used by notebook 11).
 
-The logic lives in :class:`CompareApp`, a plain class with no widget in it: ``render(state)`` turns a
-:class:`CompareState` (image index, models, overlay opacity, view mode) into RGB panels plus a per-image IoU table,
-and ``update(**changes)`` changes the state and renders it. Tests call those directly, without a browser.
-``app.widget`` (built on first use) only wires ipywidgets controls to ``update()`` and shows the panels as PNGs.
-
-Each checkpoint is loaded once; each prediction is computed once per (model, image) and kept in a bounded cache.
+:class:`CompareApp` holds the logic with no widget in it (``render(state)`` -> RGB panels and a per-image IoU table,
+``update(**changes)``), so tests drive it without a browser; ``app.widget`` only wires controls to ``update()``.
 """
 from __future__ import annotations
 
@@ -24,11 +20,13 @@ from torchvision import tv_tensors
 
 from seglab import infer, viz
 from seglab.checkpoint import model_from_checkpoint
-from seglab.data import SegmentationDataset, build_dataset, eval_transforms
+from seglab.data import SegmentationDataset, build_dataset
 from seglab.errors import SeglabError
 from seglab.labels import LabelSet, get_label_set
 from seglab.metrics import ConfusionMatrix
+from seglab.toolbox.files import png_bytes
 from seglab.toolbox.runtime import resolve_device, resolve_precision
+from seglab.transforms import eval_transforms
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -55,12 +53,8 @@ class CompareState:
 
 @dataclass
 class Rendering:
-    """One screenful: the plain image, the ground truth, one composed RGB panel per title, and the IoU readout.
-
-    ``panels`` holds one panel per selected model in the prediction and error-map views, and a single
-    ``"ground truth"`` panel in the ground-truth view. ``iou`` has one row per selected model (index = model name)
-    with that image's mIoU and pixel accuracy, computed with :class:`seglab.metrics.ConfusionMatrix`.
-    """
+    """One screenful: the image, its ground truth, the RGB panels (one per selected model, or one "ground truth"
+    panel in that view) and ``iou``, that image's mIoU and pixel accuracy per selected model."""
 
     state: CompareState
     image_name: str
@@ -83,14 +77,11 @@ def checkpoint_names(paths: Sequence[str | Path]) -> list[str]:
 class CompareApp:
     """Several checkpoints side by side on the images of one dataset split.
 
-    ``checkpoints`` is a list of paths (named after their run folders) or a ``{name: path}`` mapping; ``dataset`` a
-    :class:`seglab.data.SegmentationDataset` or a data root (the split ``split`` of the checkpoints' dataset is read
-    from it). Predictions use the whole image at native resolution (very large images: a sliding window), on
-    ``device`` with ``precision`` ('auto' = bf16 where the hardware has it, else fp32). Each model sees the image
-    resized by ``resize`` (None: the ``val_resize`` its run validated at, as stored in the checkpoint; 1: native size)
-    and its logits are resized back, so every panel and score is at the ground truth's resolution. ``tta_scales``
-    and ``flip`` turn on multi-scale and flip test-time augmentation (see ``seglab.infer.predict_labels``). The widget
-    shows panels at most ``display_width`` pixels wide; at most ``cache_size`` predictions are kept.
+    ``checkpoints``: paths (named after their run folders) or ``{name: path}``; ``dataset``: a SegmentationDataset
+    or a data root (its ``split`` is read). Each model sees the whole image resized by ``resize`` (None: the
+    ``val_resize`` stored in its checkpoint; 1: native size), on ``device`` at ``precision`` ('auto': bf16 where the
+    hardware has it), with ``tta_scales`` / ``flip`` as in ``seglab.infer.predict_labels``; logits come back at the
+    ground truth's size. At most ``cache_size`` predictions are kept; panels are shown ``display_width`` px wide.
     """
 
     def __init__(self, checkpoints: Sequence[str | Path] | Mapping[str, str | Path],
@@ -236,23 +227,13 @@ class CompareApp:
         indices = list(indices)
         if not indices:
             raise SeglabError("the figure needs at least one image index")
-        plt = viz._pyplot()
-        columns = 2 + len(self.models)
-        height, width = self.pair(indices[0])[0].shape[:2]
-        fig, axes = plt.subplots(len(indices), columns, squeeze=False,
-                                 figsize=(3.2 * columns, 3.2 * height / width * len(indices) + 0.6))
-        for row, index in zip(axes, indices):
-            rendering = self.render(CompareState(index, tuple(self.models), alpha, view))
-            gt = viz.overlay(rendering.image, rendering.ground_truth, self.label_set.palette, alpha)
-            pictures = [(rendering.image_name, rendering.image), (GROUND_TRUTH_PANEL, gt)]
-            pictures += [(f"{name}: mIoU {rendering.iou.loc[name, 'mIoU']:.3f}", rendering.panels[name])
-                         for name in self.models]
-            for ax, (title, picture) in zip(row, pictures):
-                ax.imshow(picture)
-                ax.set_title(title, fontsize=8)
-                ax.axis("off")
-        fig.tight_layout()
-        return fig
+        rows = []
+        for index in indices:
+            shown = self.render(CompareState(index, tuple(self.models), alpha, view))
+            gt = viz.overlay(shown.image, shown.ground_truth, self.label_set.palette, alpha)
+            rows.append([(shown.image, shown.image_name), (gt, GROUND_TRUTH_PANEL)] + [
+                (shown.panels[name], f"{name}: mIoU {shown.iou.loc[name, 'mIoU']:.3f}") for name in self.models])
+        return viz.image_grid(rows, fontsize=8)
 
     # ----------------------------------------------------------------------------------------------- widget
     @property
@@ -333,10 +314,3 @@ def fit_width(image: np.ndarray, width: int) -> np.ndarray:
     height = max(1, round(image.shape[0] * width / image.shape[1]))
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG file bytes of an RGB uint8 image (what ipywidgets.Image displays)."""
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
-    if not ok:
-        raise SeglabError("PNG encoding of the comparison panel failed")
-    return buffer.tobytes()
