@@ -7,8 +7,8 @@ loading, measured by bench_data.py, does not blur the comparison):
 
 * plain: the textbook loop (fp32, contiguous tensors): ``loss = cross_entropy(model(x), y); zero_grad; backward;
   clip; step``;
-* seglab: ``Trainer.train_step`` with the trainer's defaults (bf16 autocast on a bf16-capable CPU or any recent GPU,
-  channels_last).
+* seglab: ``Trainer.train_step`` with the trainer's "auto" precision and memory format (what
+  ``seglab.toolbox.runtime.training_speed`` picks for the device and the step's size).
 
 Steps of the two arms alternate (plain, seglab, plain, ...) after one warm-up step each, so load from other processes
 hits both alike; images/s = batch / fastest step (the one least disturbed by other processes, as timeit reports). The
@@ -130,13 +130,14 @@ def throughput(config, model: str, batch: int, frames: int, args, work: Path) ->
     plain_cpu, seglab_cpu = min(record["plain_cpu"]), min(record["seglab_cpu"])
     gflop = step_flops(plain.model, batch, args.crop) / 1e9
     row = {"model": model, "crop": f"{args.crop[0]}x{args.crop[1]}", "batch": batch, "device": str(seglab.device),
-           "seglab_precision": seglab.precision, "timed_steps": args.steps,
+           "seglab_precision": seglab.precision,
+           "seglab_layout": "channels_last" if seglab.channels_last else "contiguous", "timed_steps": args.steps,
            "plain_images_per_s": batch / plain_s, "seglab_images_per_s": batch / seglab_s,
            "speedup": plain_s / seglab_s, "plain_cpu_s_per_image": plain_cpu / batch,
            "seglab_cpu_s_per_image": seglab_cpu / batch, "cpu_speedup": plain_cpu / seglab_cpu,
            "step_gflop": gflop, "plain_gflops_per_s": gflop / plain_s, "seglab_gflops_per_s": gflop / seglab_s}
     print(f"  {model:<14} batch {batch:<3} plain fp32 {row['plain_images_per_s']:6.2f} img/s   seglab {seglab.precision} + "
-          f"channels_last {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}   GFLOP/s "
+          f"{row['seglab_layout']} {row['seglab_images_per_s']:6.2f} img/s   x{row['speedup']:.2f}   GFLOP/s "
           f"{row['plain_gflops_per_s']:.0f} vs {row['seglab_gflops_per_s']:.0f}   CPU s/image "
           f"{row['plain_cpu_s_per_image']:.2f} vs {row['seglab_cpu_s_per_image']:.2f}", flush=True)
     return row
@@ -199,7 +200,7 @@ def plot(table, curve, summary: dict, device: str, path: Path) -> None:
     ax_peak.set_title("how close each step is to the machine's ceiling", fontsize=10)
     row = table.iloc[0]
     ax_speed.set_xlabel(f"training images/s, crop {row['crop']}, batch b (higher is better)")
-    ax_speed.set_title(f"seglab ({row['seglab_precision']} autocast + channels_last) vs plain fp32 loop: "
+    ax_speed.set_title(f"seglab ({row['seglab_precision']} + {row['seglab_layout']}) vs plain fp32 loop: "
                        f"x{table['speedup'].min():.1f}-{table['speedup'].max():.1f}", fontsize=10)
     window = max(1, len(curve) // 10)
     # plain drawn last and dashed: the two curves often coincide, and both must stay visible

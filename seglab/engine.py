@@ -245,7 +245,8 @@ class Trainer:
         processes = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
         start = f"resuming at epoch {self.start_epoch} of {self.config.epochs}" if self.start_epoch > 1 else \
             f"{self.config.epochs} epoch(s)"
-        return (f"training {self.config.model} on {self.device}{processes} in {self.precision}: "
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return (f"training {self.config.model} on {self.device}{processes} in {self.precision}, {layout}: "
                 f"{len(self.train_set)} training and {len(self.val_set)} validation images, {self.steps_per_epoch} "
                 f"steps per epoch of batch {self.config.batch_size}, {start}; run folder {self.out}")
 

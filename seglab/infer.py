@@ -62,7 +62,7 @@ def _windowed(model: nn.Module, images: torch.Tensor, precision: str, flip: bool
 
 
 def check_tta_scales(scales: Sequence[float]) -> Sequence[float]:
-    """``scales`` (test-time resize factors) if it is a non-empty list of positive finite resize factors, else a one-line SeglabError."""
+    """``scales`` if it is a non-empty list of positive finite resize factors, else a one-line SeglabError."""
     if not scales or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales):
         raise SeglabError(f"test-time scales must be positive numbers like 0.75,1.0,1.25, got {scales!r}")
     return scales

@@ -43,7 +43,7 @@ def test_bench_eval_smoke(tmp_path):
     table = pd.read_csv(tmp_path / "eval.csv")
     mious = table["miou"].dropna()
     assert len(table) == 3 and len(mious) == 2 and mious.max() - mious.min() < 1e-9  # both tools: the same mIoU
-    assert stdout.count("RATIO evaluation") == 1 and (tmp_path / "eval.png").is_file()
+    assert stdout.count("RATIO eval:") == 1 and (tmp_path / "eval.png").is_file()
 
 
 def test_bench_data_smoke(minicity, tmp_path):

@@ -146,7 +146,7 @@ def test_cli_train_evaluate_export_predict(minicity, tmp_path, capsys):
                  "--max-steps", "2", "--workers", "0", "--precision", "fp32", "--no-progress"]) == 0
     trained = len(list((minicity / "leftImg8bit/train").glob("*/*.png")))
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"training unet on cpu in fp32: {trained} training and 3 validation images, 2 steps per epoch of batch 2, "
+        f"training unet on cpu in fp32, channels_last: {trained} training and 3 validation images, 2 steps per epoch of batch 2, "
         f"1 epoch(s); run folder {run}")
     best, last = Checkpoint.load(run / "best.pt"), Checkpoint.load(run / "last.pt")
     assert best.optimizer is None and best.scheduler is None and best.scaler is None  # inference needs none of it

@@ -77,7 +77,8 @@ def _from_format_1(state: dict) -> dict:
     options = {k: v for k, v in state["model_options"].items() if k not in INIT_OPTIONS}
     return {"spec": {"name": state["model_name"], "num_classes": state["num_classes"], "options": options},
             "class_names": state["class_names"],
-            "config": {k: v for k, v in config.items() if k in field_names() or k in RENAMED_OPTIONS},
+            "config": {k: v for k, v in config.items()
+                       if k in field_names() or k in RENAMED_OPTIONS or k in ("labels", "channels_last")},
             **{k: state.get(k) for k in ("model", "optimizer", "scheduler", "scaler")},
             "epoch": state["epoch"], "history": state["history"], "best_miou": state.get("best_miou", -1.0),
             "seglab_version": state.get("seglab_version", "0.1.0"), "format_version": 2}

@@ -299,12 +299,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from seglab.toolbox.jobs import check_data_matches, evaluate_checkpoint, export_cityscapes
     from seglab.toolbox.run_folder import write_json
 
+    export_error = "--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data"
     if args.model is not None:  # the data first: a registry model may download its weights
+        if args.export is not None and _dataset(args) != "cityscapes":
+            raise SeglabError(export_error)
         check_data_matches(_dataset(args), args.data)
         build_dataset(_dataset(args), args.data, args.split, mask_dir=args.mask_dir)
     source = _model_source(args)
     if args.export is not None and source[1] != "cityscapes":
-        raise SeglabError("--export writes Cityscapes benchmark files; it needs a Cityscapes checkpoint and data")
+        raise SeglabError(export_error)
     inference = dict(device=args.device, precision=args.precision, workers=args.workers, flip=args.flip,
                      window=args.window, tta_scales=args.tta_scales)
     report = evaluate_checkpoint(source, args.data, split=args.split, mask_dir=args.mask_dir, **inference)

@@ -32,7 +32,8 @@ ModelSource = str | Path | tuple[nn.Module, str]  # a checkpoint file, or (a reg
 
 def load_for_inference(source: ModelSource, device: str = "auto", precision: str = "auto"
                        ) -> tuple[nn.Module, str, torch.device, str]:
-    """The model (in eval mode, channels_last, on ``device``), its dataset name, the device and the precision."""
+    """The model (in eval mode, channels_last, on ``device``), its dataset name, the device and the precision. A
+    ``(model, dataset)`` source is that module itself, moved and switched to eval mode."""
     if isinstance(source, tuple):
         model, dataset = source
     else:
