@@ -8,7 +8,6 @@ neighbour with fill 255 (labels are names, never interpolated; padding is ignore
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -30,8 +29,8 @@ class CropSampler:
 
     - ``class_uniform``: that share of the windows is placed around a pixel of a class drawn uniformly from the
       classes in the frame (NVIDIA's Cityscapes recipe), so a pole is picked as often as the road;
-    - ``cat_max_ratio`` < 1: the window's place is re-drawn (up to ``tries`` times, as mmsegmentation's RandomCrop;
-      the frame's scale and angle stay) while one class covers more than that share of its labelled pixels.
+    - ``cat_max_ratio`` < 1: a crop is ``balanced`` when no class covers more than that share of its labelled pixels;
+      ``RandomScaleRotateCrop`` re-draws the crop (up to ``tries`` times, like mmsegmentation's RandomCrop) until it is.
     """
 
     def __init__(self, crop_size: tuple[int, int], cat_max_ratio: float = 1.0, class_uniform: float = 0.0,
@@ -39,34 +38,23 @@ class CropSampler:
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.cat_max_ratio, self.class_uniform, self.tries = float(cat_max_ratio), float(class_uniform), int(tries)
 
-    def __call__(self, label: torch.Tensor | None, frame_size: tuple[int, int], to_frame: np.ndarray,
-                 crop_of: Callable[[tuple[int, int]], torch.Tensor]) -> tuple[int, int]:
-        """The corner of the window in a frame of ``frame_size`` (H, W). ``label``: the class map the frame was made
-        from (None: uniform placement only); ``to_frame``: the 3x3 affine map of its pixels (x, y, 1) into the frame;
-        ``crop_of(corner)``: the labels such a window holds (for ``cat_max_ratio``)."""
-        tries = self.tries if self.cat_max_ratio < 1 and label is not None else 1
-        classes = label.unique() if label is not None and self.class_uniform else None  # once per sample, not per try
-        for attempt in range(tries):
-            centre = None
-            pixel = self.class_uniform_pixel(label, classes) if classes is not None else None
-            if pixel is not None:  # where that pixel of the label lands in the frame
-                x, y, _ = to_frame @ np.array([pixel[1], pixel[0], 1.0])
-                centre = (y, x)
-            corner = self.place(frame_size, centre)
-            if attempt + 1 == tries or self.balanced(crop_of(corner)):
-                break
-        return corner
+    def __call__(self, label: torch.Tensor | None, frame_size: tuple[int, int], to_frame: np.ndarray) -> tuple[int, int]:
+        """One window's corner in a frame of ``frame_size`` (H, W) made from ``label`` (None: uniform placement) by
+        the 3x3 affine map ``to_frame`` of its pixels (x, y, 1)."""
+        classes = label.unique() if label is not None and self.class_uniform else None
+        pixel = self.class_uniform_pixel(label, classes) if classes is not None else None
+        return self.place(frame_size, None if pixel is None else landing(to_frame, pixel))
 
     def place(self, frame_size: tuple[int, int], centre: tuple[float, float] | None = None) -> tuple[int, int]:
         """A random corner; with a ``centre`` (y, x), one among those whose window holds it (inside the padding)."""
         (height, width), (crop_h, crop_w) = frame_size, self.crop_size
         pad_h, pad_w = max(0, crop_h - height), max(0, crop_w - width)
-        lowest, highest = (-pad_h, -pad_w), (height + pad_h - crop_h, width + pad_w - crop_w)
-        if centre is None:
-            return int(torch.randint(lowest[0], highest[0] + 1, ())), int(torch.randint(lowest[1], highest[1] + 1, ()))
-        top = np.clip(round(centre[0]) - int(torch.randint(crop_h, ())), lowest[0], highest[0])
-        left = np.clip(round(centre[1]) - int(torch.randint(crop_w, ())), lowest[1], highest[1])
-        return int(top), int(left)
+        top = int(torch.randint(0, height + 2 * pad_h - crop_h + 1, ())) - pad_h
+        left = int(torch.randint(0, width + 2 * pad_w - crop_w + 1, ())) - pad_w
+        if centre is not None:  # the pixel lands at a random place in the window
+            top = int(np.clip(round(centre[0]) - int(torch.randint(crop_h, ())), -pad_h, height + pad_h - crop_h))
+            left = int(np.clip(round(centre[1]) - int(torch.randint(crop_w, ())), -pad_w, width + pad_w - crop_w))
+        return top, left
 
     def class_uniform_pixel(self, label: torch.Tensor, classes: torch.Tensor) -> tuple[int, int] | None:
         """With probability ``class_uniform``: a random pixel (row, column) of a class drawn uniformly from the
@@ -88,6 +76,12 @@ class CropSampler:
 
 
 # ------------------------------------------------------------------------------------------------ the geometry
+def landing(to_frame: np.ndarray, pixel: tuple[int, int]) -> tuple[float, float]:
+    """Where pixel (row, column) of the original frame lands, (y, x), under the 3x3 affine map ``to_frame``."""
+    x, y, _ = to_frame @ np.array([pixel[1], pixel[0], 1.0])
+    return y, x
+
+
 def scale_rotate_matrix(size: tuple[int, int], scaled: tuple[int, int], angle: float) -> np.ndarray:
     """The 3x3 affine map of pixels (x, y, 1) of a ``size`` (H, W) frame resized to ``scaled`` (H, W), pixel centres
     kept (as ``v2.Resize``), then rotated ``angle`` degrees anticlockwise about its centre (as ``RandomRotation``)."""
@@ -134,16 +128,25 @@ class RandomScaleRotateCrop(v2.Transform):
         self.sampler = CropSampler(self.crop_size, cat_max_ratio, class_uniform)
 
     def make_params(self, flat_inputs: list) -> dict:
-        """A random scale and angle, and the window the sampler places in the scaled, rotated frame."""
+        """A random scale and angle, and the window the sampler places in the scaled, rotated frame; with
+        ``cat_max_ratio`` < 1, all three are re-drawn until the crop is balanced (at most ``tries`` times)."""
         height, width = v2.query_size(flat_inputs)
-        shorter = int(torch.randint(*self.size_range, size=()))
-        angle = float(torch.empty(()).uniform_(-self.degrees, self.degrees)) if self.degrees else 0.0
-        scaled = _resized_shape(height, width, shorter)
-        to_frame = scale_rotate_matrix((height, width), scaled, angle)
         masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
-        label = masks[0].as_subclass(torch.Tensor).reshape(height, width) if masks else None
-        corner = self.sampler(label, scaled, to_frame, lambda at: warp_crop(masks[0], to_frame, at, self.crop_size))
-        return {"to_frame": to_frame, "corner": corner}
+        sampler = self.sampler
+        tries = sampler.tries if sampler.cat_max_ratio < 1 and masks else 1
+        label = masks[0].as_subclass(torch.Tensor).reshape(height, width) if masks and sampler.class_uniform else None
+        classes = label.unique() if label is not None else None  # once per sample, not once per try
+        for attempt in range(tries):
+            pixel = sampler.class_uniform_pixel(label, classes) if label is not None else None
+            shorter = int(torch.randint(*self.size_range, size=()))
+            angle = float(torch.empty(()).uniform_(-self.degrees, self.degrees)) if self.degrees else 0.0
+            scaled = _resized_shape(height, width, shorter)
+            to_frame = scale_rotate_matrix((height, width), scaled, angle)
+            corner = sampler.place(scaled, None if pixel is None else landing(to_frame, pixel))
+            params = {"to_frame": to_frame, "corner": corner}
+            if attempt + 1 == tries or sampler.balanced(warp_crop(masks[0], to_frame, corner, self.crop_size)):
+                break
+        return params
 
     def transform(self, inpt, params: dict):
         if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)) and type(inpt) is not torch.Tensor:

@@ -169,14 +169,14 @@ def test_crop_sampler_places_windows_as_random_crop_and_around_class_pixels():
     half of the windows (two classes), mapped through the frame's affine map (a shift by 3 rows, 5 columns)."""
     sampler = CropSampler((8, 32))
     torch.manual_seed(0)
-    corners = np.array([sampler(None, (20, 24), np.eye(3), None) for _ in range(2000)])
+    corners = np.array([sampler(None, (20, 24), np.eye(3)) for _ in range(2000)])
     assert set(corners[:, 0]) == set(range(0, 13)) and set(corners[:, 1]) == set(range(-8, 1))
     label = torch.zeros(20, 24, dtype=torch.uint8)
     label[10, 7] = 1
     shift = np.array([[1, 0, 5], [0, 1, 3], [0, 0, 1]], dtype=float)  # the pixel lands at row 13, column 12
     sampler = CropSampler((8, 8), class_uniform=1.0)
     torch.manual_seed(0)
-    corners = [sampler(label, (30, 30), shift, None) for _ in range(400)]
+    corners = [sampler(label, (30, 30), shift) for _ in range(400)]
     holds = [top <= 13 < top + 8 and left <= 12 < left + 8 for top, left in corners]
     assert 0.45 <= np.mean(holds) <= 0.75  # class 1 for about half, plus the road windows that happen to hold it
 
