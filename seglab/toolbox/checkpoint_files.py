@@ -55,6 +55,9 @@ def read_record(path: str | Path, newest_format: int, map_location: str | torch.
         if labels != "provided":
             generated = str(Path(state["config"].get("data", "data/minicity")) / "generated_gt")
             state["config"]["mask_dir"] = generated if labels == "generated" else labels
+        from seglab.config import field_names  # options retired before format 3 are dropped, once, here
+
+        state["config"] = {k: v for k, v in state["config"].items() if k in field_names()}
     return state
 
 
@@ -67,7 +70,6 @@ def _looks_like_torch_save(path: Path) -> bool:
 
 def _from_format_1(state: dict) -> dict:
     """The format-2 record of a version-1 checkpoint, which stored the model name, options, dataset and seed twice."""
-    from seglab.config import field_names
     from seglab.models import INIT_OPTIONS
 
     config = {**state["config"], "dataset": state.get("dataset", state["config"].get("dataset", "cityscapes"))}
@@ -77,8 +79,7 @@ def _from_format_1(state: dict) -> dict:
     options = {k: v for k, v in state["model_options"].items() if k not in INIT_OPTIONS}
     return {"spec": {"name": state["model_name"], "num_classes": state["num_classes"], "options": options},
             "class_names": state["class_names"],
-            "config": {k: v for k, v in config.items()
-                       if k in field_names() or k in RENAMED_OPTIONS or k in ("labels", "channels_last")},
+            "config": config,
             **{k: state.get(k) for k in ("model", "optimizer", "scheduler", "scaler")},
             "epoch": state["epoch"], "history": state["history"], "best_miou": state.get("best_miou", -1.0),
             "seglab_version": state.get("seglab_version", "0.1.0"), "format_version": 2}
