@@ -24,7 +24,9 @@ def read_record(path: str | Path, newest_format: int, map_location: str | torch.
                           + (f", e.g. {path / inside[0]}" if inside else " (best.pt or last.pt of a run)"))
     if not path.is_file():
         raise SeglabError(f"checkpoint {path} not found; train one with `python -m seglab train` or check the path")
-    if not _looks_like_torch_save(path):
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save writes a zip (or a legacy pickle)
         raise SeglabError(f"{path} is not a checkpoint (not a file torch.save wrote); pass the best.pt or last.pt "
                           "a training run wrote")
     try:
@@ -61,13 +63,6 @@ def read_record(path: str | Path, newest_format: int, map_location: str | torch.
     return state
 
 
-def _looks_like_torch_save(path: Path) -> bool:
-    """True when ``path`` starts like a torch.save file: a zip archive, or a legacy pickle (protocol byte 0x80)."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-
-
 def _from_format_1(state: dict) -> dict:
     """The format-2 record of a version-1 checkpoint, which stored the model name, options, dataset and seed twice."""
     from seglab.models import INIT_OPTIONS
@@ -78,8 +73,7 @@ def _from_format_1(state: dict) -> dict:
             config[name] = off
     options = {k: v for k, v in state["model_options"].items() if k not in INIT_OPTIONS}
     return {"spec": {"name": state["model_name"], "num_classes": state["num_classes"], "options": options},
-            "class_names": state["class_names"],
-            "config": config,
+            "class_names": state["class_names"], "config": config,
             **{k: state.get(k) for k in ("model", "optimizer", "scheduler", "scaler")},
             "epoch": state["epoch"], "history": state["history"], "best_miou": state.get("best_miou", -1.0),
             "seglab_version": state.get("seglab_version", "0.1.0"), "format_version": 2}

@@ -28,16 +28,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _existing_ancestor(path: str) -> str:
-    """The nearest part of ``path`` (itself or a parent) that exists."""
-    while path and not os.path.exists(path):
-        parent = os.path.dirname(path.rstrip(os.sep))
-        if parent == path:
-            break
-        path = parent
-    return path or "."
-
-
 def _output_file(text: str) -> str:
     """A file path to write: not a folder, and not below a file."""
     if os.path.isdir(text):
@@ -48,7 +38,10 @@ def _output_file(text: str) -> str:
 
 def _output_folder(text: str) -> str:
     """A folder to write into: an existing folder or one that can be created (no file in the way)."""
-    ancestor = _existing_ancestor(text)
+    ancestor = text  # the nearest part of the path (itself or a parent) that exists
+    while ancestor and not os.path.exists(ancestor) and os.path.dirname(ancestor.rstrip(os.sep)) != ancestor:
+        ancestor = os.path.dirname(ancestor.rstrip(os.sep))
+    ancestor = ancestor or "."
     if not os.path.isdir(ancestor):
         where = f"{text} is a file" if ancestor == text else f"{ancestor} is a file, so {text} cannot be created"
         raise argparse.ArgumentTypeError(f"{where}; give a folder path")
@@ -143,7 +136,7 @@ def _number_pair(kind: type) -> Callable[[str], tuple]:
         try:
             values = tuple(kind(part) for part in text.replace("x", ",").split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected A,B or A, got {text!r}") from None
+            values = ()
         if len(values) not in (1, 2):
             raise argparse.ArgumentTypeError(f"expected A,B or A, got {text!r}")
         return values * (3 - len(values))
@@ -172,9 +165,8 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def _config_argument(parser: argparse.ArgumentParser, field: dataclasses.Field, default: object) -> None:
-    """One `--flag` for one TrainConfig field, typed by its annotation, with its help text and choices.
-
-    A flag that is not given stays out of the parsed namespace, so that a --preset's value is kept."""
+    """One `--flag` for one TrainConfig field, typed by its annotation, with its help text and choices. A flag that
+    is not given stays out of the parsed namespace, so that a --preset's value is kept."""
     shown = default if field.type != "bool" else str(default).lower()
     kwargs: dict = {"default": argparse.SUPPRESS, "help": f"{field.metadata['help']} (default: {shown})"}
     if field.type == "bool":
@@ -247,8 +239,7 @@ def _dataset(args: argparse.Namespace) -> str:
 
 
 def _model_source(args: argparse.Namespace):
-    """(model, dataset name) from a checkpoint file, or from a registry model (built last, as it may download
-    weights)."""
+    """(model, dataset name) from a checkpoint file, or from a registry model (built last: it may download weights)."""
     from seglab.checkpoint import model_from_checkpoint
 
     if args.checkpoint is not None:
@@ -379,8 +370,8 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
-    from seglab.toolbox.files import atomic_write
     from seglab.toolbox.profiling import profile_models
+    from seglab.toolbox.run_folder import write_table
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if not names:
@@ -389,7 +380,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
                            device=args.device, precision=args.precision, warmup=args.warmup, runs=args.runs)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.out:
-        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
+        write_table(args.out, table)
         print(f"table: {args.out}")
 
 

@@ -1,6 +1,5 @@
-"""The jobs the command line runs on a model: evaluate a split into a report, export predictions for the Cityscapes
-benchmark server, segment a folder of photos. Each is built on ``seglab.infer`` and is its own step: evaluating
-writes nothing, exporting and writing the JSON are separate calls."""
+"""The command line's jobs on a model, each built on ``seglab.infer`` and its own step: evaluate a split into a report
+(writes nothing), export predictions for the Cityscapes benchmark server, segment a folder of photos."""
 from __future__ import annotations
 
 import shutil
@@ -77,16 +76,14 @@ class EvaluationReport:
 def evaluate_checkpoint(source: ModelSource, data: str | Path, *, split: str = "val", mask_dir: str = "",
                         device: str = "auto", precision: str = "auto", workers: int = 2, progress: bool = True,
                         **inference) -> EvaluationReport:
-    """Evaluate a checkpoint (or a registry model) on a split at native resolution (``inference``: flip, window,
-    tta_scales)."""
+    """Evaluate a checkpoint or registry model on a split at native resolution; inference: flip, window, tta_scales."""
     model, dataset_name, _, precision = load_for_inference(source, device, precision)
     check_data_matches(dataset_name, data)
     dataset = build_dataset(dataset_name, data, split, mask_dir=mask_dir)
     classes = get_label_set(dataset_name).classes
     matrix, scores = evaluate(model, dataset, class_names=classes, precision=precision, channels_last=True,
                               workers=workers, progress=progress, **inference)
-    categories = pd.DataFrame({"iou": list(scores["category_iou"].values())},
-                              index=pd.Index(list(scores["category_iou"]), name="category"), dtype=float)
+    categories = pd.DataFrame({"iou": scores["category_iou"]}, dtype=float).rename_axis("category")
     return EvaluationReport(scores, per_class_table(matrix, classes), categories, matrix)
 
 
@@ -133,10 +130,9 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
                    device: torch.device, *, precision: str = "fp32", flip: bool = False,
                    window: tuple[int, int] | None = None, tta_scales: Sequence[float] = (1.0,),
                    channels_last: bool = False, alpha: float = 0.5, progress: bool = True) -> dict:
-    """Segment every image in a folder: ``<stem>_label.png`` (class indices, original size) and ``<stem>_overlay.png``.
-
-    Unreadable files are skipped and reported; without ``window``, large images use the automatic sliding window.
-    """
+    """Segment every image in a folder into ``<stem>_label.png`` (class indices, original size) and
+    ``<stem>_overlay.png``. Unreadable files are skipped and reported; without ``window``, large images use the
+    automatic sliding window."""
     images, others = list_images(images_dir)
     if not images:
         where = f"{images_dir} is not an image file" if Path(images_dir).is_file() else f"no images found in {images_dir}"
@@ -168,8 +164,7 @@ def predict_folder(model: nn.Module, label_set: LabelSet, images_dir: str | Path
 
 def predict_checkpoint(source: ModelSource, images_dir: str | Path, out_dir: str | Path, *, device: str = "auto",
                        precision: str = "auto", alpha: float = 0.5, progress: bool = True, **inference) -> dict:
-    """``predict_folder`` with the model, classes and colours a checkpoint describes (``inference``: flip, window,
-    tta_scales)."""
+    """``predict_folder`` with a checkpoint's model, classes and colours (``inference``: flip, window, tta_scales)."""
     model, dataset_name, device_t, precision = load_for_inference(source, device, precision)
     return predict_folder(model, get_label_set(dataset_name), images_dir, out_dir, device_t, precision=precision,
                           channels_last=True, alpha=alpha, progress=progress, **inference)
