@@ -120,19 +120,15 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
     """Build and measure one model in this process."""
     from seglab.models import build_model
 
-    def make() -> torch.nn.Module:
-        if builder is not None:
-            return builder(num_classes=num_classes, **options).eval()
-        return build_model(name, num_classes, **options).eval()
-
+    make = builder or partial(build_model, name)
     torch.manual_seed(0)
     device = resolve_device(device_name)
     precision = resolve_precision(precision, device)
-    total_flops = None
+    gflops = None
     if flops:
         with torch.device("meta"):  # shapes only: no memory, no time (a real fp32 forward at 1024x2048 takes seconds)
-            total_flops = count_flops(make(), height, width)
-    model = make()
+            gflops = count_flops(make(num_classes=num_classes, **options), height, width) / 1e9
+    model = make(num_classes=num_classes, **options).eval()
     params = sum(p.numel() for p in model.parameters())
     tune_kernels_for_fixed_shapes(device)  # the warm-up runs pick cuDNN's fastest kernels for this input size
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -151,12 +147,12 @@ def _measure(name: str, num_classes: int, options: dict, height: int, width: int
     median = statistics.median(times)
     return {
         "model": name, "device": device.type, "precision": precision, "height": height, "width": width,
-        "params_m": params / 1e6, "gflops": None if total_flops is None else total_flops / 1e9,
+        "params_m": params / 1e6, "gflops": gflops,
         "latency_ms": median * 1e3, "latency_min_ms": min(times) * 1e3,
         # CPU time of all threads per forward: on a shared machine hardly changed by other processes' load (as long
         # as idle OpenMP threads sleep rather than spin, OMP_WAIT_POLICY=PASSIVE), unlike the wall-clock latency
         "cpu_ms": cpu_ms,
-        "achieved_gflops_per_s": None if total_flops is None else total_flops / 1e9 / median,
+        "achieved_gflops_per_s": None if gflops is None else gflops / median,
         "peak_memory_mb": max(0, peak) / 2**20, "runs": runs,
         # CUDA: the warm-up's peak, cuDNN's autotuner trying kernels with large workspaces included
         "warmup_peak_memory_mb": None if warmup_peak is None else warmup_peak / 2**20,

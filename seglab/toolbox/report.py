@@ -27,15 +27,10 @@ def notebook_info(path: str | Path) -> dict:
         cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
     except (OSError, ValueError, KeyError) as exc:
         return {"title": Path(path).stem, "error": f"unreadable notebook ({exc})"}
-    title = Path(path).stem
-    for cell in cells:
-        if cell.get("cell_type") == "markdown":
-            lines = "".join(cell.get("source", "")).splitlines()
-            heading = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), None)
-            title = heading or title
-            break
-    code_cells = [c for c in cells if c.get("cell_type") == "code"]
-    for number, cell in enumerate(code_cells, 1):
+    markdown = next((cell for cell in cells if cell.get("cell_type") == "markdown"), {})
+    lines = "".join(markdown.get("source", "")).splitlines()
+    title = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), None) or Path(path).stem
+    for number, cell in enumerate((c for c in cells if c.get("cell_type") == "code"), 1):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 message = (str(output.get("evalue", "")).splitlines() or [""])[0]
@@ -111,8 +106,7 @@ def markdown_table(frame: pd.DataFrame, headers: dict[str, str] | None = None) -
     names = [headers.get(c, c) for c in frame.columns]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
     lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    for values in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in values) + " |")
+    lines += ["| " + " | ".join(_cell(v) for v in values) + " |" for values in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 

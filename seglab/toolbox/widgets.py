@@ -130,7 +130,6 @@ class CompareApp:
         self._panel_boxes: dict[str, Any] = {}
         self.state = CompareState(models=tuple(self.models))
 
-    # ------------------------------------------------------------------------------------------------ logic
     def __len__(self) -> int:
         return len(self.dataset)
 
@@ -235,7 +234,6 @@ class CompareApp:
                 (shown.panels[name], f"{name}: mIoU {shown.iou.loc[name, 'mIoU']:.3f}") for name in self.models])
         return viz.image_grid(rows, fontsize=8)
 
-    # ----------------------------------------------------------------------------------------------- widget
     @property
     def widget(self) -> ipywidgets.VBox:
         """The ipywidgets app (built once): controls on top, one image per panel, the IoU table below."""
@@ -302,8 +300,7 @@ class CompareApp:
             image.value = png_bytes(fit_width(picture, self.display_width))
             boxes.append(self._panel_boxes[title])
         c["panels"].children = boxes
-        table = rendering.iou.reset_index().to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–",
-                                                    border=0)
+        table = rendering.iou.reset_index().to_html(index=False, float_format="{:.3f}".format, na_rep="–", border=0)
         c["table"].value = TABLE_STYLE + table if len(rendering.iou) else "<i>no model selected</i>"
 
 
