@@ -63,8 +63,7 @@ def check_onnx(model: nn.Module, path: str | Path, seed: int = 0, tolerance: flo
     """Run ``path`` in onnxruntime and ``model`` in PyTorch fp32 on a random image; a one-line SeglabError when their
     logits differ by more than ``tolerance`` (relative to the logits' magnitude)."""
     session = onnx_session(path)
-    shape = session.get_inputs()[0].shape
-    images = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    images = torch.randn(session.get_inputs()[0].shape, generator=torch.Generator().manual_seed(seed))
     reference = model.float().cpu().eval()(images)
     logits = onnx_logits(session, images)
     if logits.shape != reference.shape:

@@ -203,9 +203,8 @@ class CompareApp:
         """Apply ``changes`` (index, models, alpha, view) to the app's state and render it."""
         if "models" in changes:
             changes["models"] = tuple(changes["models"])
-        state = self.check(replace(self.state, **changes))
-        rendering = self.render(state)
-        self.state = state
+        rendering = self.render(replace(self.state, **changes))  # checks the new state before it is kept
+        self.state = rendering.state
         return rendering
 
     def step(self, delta: int) -> Rendering:
