@@ -5,6 +5,7 @@ gridding of Wang et al., WACV 2018) and how much of an atrous kernel lands insid
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +25,12 @@ SHAPE_COLUMNS = ["module", "type", "input_shape", "output_shape", "stride", "par
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    """The first tensor in a module's input/output (a tensor, or nested in a tuple, list or dict)."""
+def _first_shape(value: Any) -> tuple | None:
+    """Shape of the first tensor in a module's input/output (a tensor, or nested in a tuple, list or dict)."""
     if isinstance(value, torch.Tensor):
-        return value
+        return tuple(value.shape)
     items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (tuple, list)) else ()
-    for item in items:
-        found = _first_tensor(item)
-        if found is not None:
-            return found
-    return None
+    return next((shape for shape in map(_first_shape, items) if shape is not None), None)
 
 
 def _size_pair(size: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -44,8 +41,7 @@ def _size_pair(size: int | Sequence[int], what: str) -> tuple[int, int]:
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    return next((param.device for param in model.parameters()), torch.device("cpu"))
 
 
 # ------------------------------------------------------------------------------------------------ shapes
@@ -65,18 +61,13 @@ def trace_shapes(model: nn.Module, input: torch.Tensor | int | Sequence[int], de
     if input.ndim != 4:
         raise SeglabError(f"input must be an (N, C, H, W) batch or an image size (H, W), got shape "
                           f"{tuple(input.shape)}")
-    modules = dict(model.named_modules())
-    modules.pop("", None)
+    modules = {name: module for name, module in model.named_modules() if name}
     events: list[tuple[str, tuple, tuple]] = []
 
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple, output: Any) -> None:
-            first_in, first_out = _first_tensor(args), _first_tensor(output)
-            events.append((name, tuple(first_in.shape) if first_in is not None else (),
-                           tuple(first_out.shape) if first_out is not None else ()))
-        return record
+    def record(name: str, module: nn.Module, args: tuple, output: Any) -> None:
+        events.append((name, _first_shape(args) or (), _first_shape(output) or ()))
 
-    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
+    handles = [module.register_forward_hook(partial(record, name)) for name, module in modules.items()]
     was_training = model.training
     try:
         model.eval()
@@ -88,17 +79,12 @@ def trace_shapes(model: nn.Module, input: torch.Tensor | int | Sequence[int], de
             handle.remove()
 
     called = {name for name, _, _ in events}
-    has_called_child = {name.rsplit(".", 1)[0] for name in called if "." in name}
-    has_called_child |= {prefix for name in has_called_child for prefix in _prefixes(name)}
-
-    def level(name: str) -> int:
-        return sum(prefix in called for prefix in _prefixes(name))
-
+    has_called_child = {prefix for name in called for prefix in _prefixes(name)[:-1]}
     height = input.shape[-2]
     rows = []
     for name, in_shape, out_shape in events:
-        lvl = level(name)
-        if lvl == depth or (lvl < depth and name not in has_called_child):
+        level = sum(prefix in called for prefix in _prefixes(name))  # nesting, counting only modules that ran
+        if level == depth or (level < depth and name not in has_called_child):
             module = modules[name]
             stride = round(height / out_shape[-2], 2) if len(out_shape) == 4 and out_shape[-2] else float("nan")
             rows.append((name, type(module).__name__, in_shape, out_shape, stride,
@@ -176,11 +162,8 @@ def dilated_sampling(dilations: Sequence[int], kernel_size: int = 3) -> np.ndarr
     footprint[half, half] = 1
     offsets = np.arange(-(kernel_size // 2), kernel_size // 2 + 1)
     for d in dilations:
-        spread = np.zeros_like(footprint)
-        for dy in offsets * int(d):
-            for dx in offsets * int(d):
-                spread += np.roll(footprint, (int(dy), int(dx)), axis=(0, 1))  # never wraps: the canvas fits all
-        footprint = spread
+        shifts = offsets * int(d)  # np.roll never wraps here: the canvas fits the whole stack
+        footprint = sum(np.roll(footprint, (int(dy), int(dx)), axis=(0, 1)) for dy in shifts for dx in shifts)
     return footprint
 
 
@@ -222,8 +205,7 @@ def plot_receptive_fields(maps: Mapping[str, np.ndarray], mass: float = 0.95, lo
                                    label=f"{label}: {side} px"))
         ax.set_title(title, fontsize=10)
         ax.legend(loc="lower center", fontsize=7, framealpha=0.8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     fig.suptitle("effective receptive field of the centre pixel" + (" (log10 |gradient|)" if log else ""))
     return finish_figure(fig, out_png)
 
@@ -238,8 +220,7 @@ def plot_dilated_sampling(configs: Mapping[str, Sequence[int]], kernel_size: int
     side = max(f.shape[0] for f in footprints.values())
     fig, axes = _pyplot().subplots(1, len(configs), figsize=(3.2 * len(configs), 3.5), squeeze=False)
     for ax, (title, footprint) in zip(axes[0], footprints.items()):
-        pad = (side - footprint.shape[0]) // 2
-        canvas = np.pad(footprint, pad).astype(np.float64)
+        canvas = np.pad(footprint, (side - footprint.shape[0]) // 2).astype(np.float64)
         ax.imshow(np.where(canvas > 0, canvas, np.nan), cmap="Blues", vmin=0)
         ax.set_xticks(np.arange(-0.5, side, 1), minor=True)
         ax.set_yticks(np.arange(-0.5, side, 1), minor=True)

@@ -112,8 +112,7 @@ def error_map(gt: Any, pred: Any, ignore_index: int | None = IGNORE_INDEX) -> np
     gt, pred = _as_mask(gt), _as_mask(pred)
     if gt.shape != pred.shape:
         raise SeglabError(f"ground truth {gt.shape} and prediction {pred.shape} differ in size")
-    out = np.empty(gt.shape + (3,), dtype=np.uint8)
-    out[:] = WRONG_COLOR
+    out = np.full(gt.shape + (3,), WRONG_COLOR, dtype=np.uint8)
     out[gt == pred] = CORRECT_COLOR
     if ignore_index is not None:
         out[gt == ignore_index] = IGNORED_COLOR
@@ -180,11 +179,10 @@ def _read_history(history: pd.DataFrame | str | Path) -> pd.DataFrame:
 def plot_history(history: pd.DataFrame | str | Path, out_png: str | Path | None = None) -> Figure:
     """2x2 training curves per epoch: train/val loss, mIoU, mDice, mean pixel (class) accuracy."""
     frame = _read_history(history)
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-    panels = [(axes[0, 0], ["train_loss", "val_loss"], "loss"), (axes[0, 1], ["miou"], "mIoU"),
-              (axes[1, 0], ["mdice"], "mDice"), (axes[1, 1], ["mean_accuracy"], "mean accuracy")]
-    for ax, columns, title in panels:
+    fig, axes = _pyplot().subplots(2, 2, figsize=(10, 7), sharex=True)
+    panels = [(["train_loss", "val_loss"], "loss"), (["miou"], "mIoU"), (["mdice"], "mDice"),
+              (["mean_accuracy"], "mean accuracy")]
+    for ax, (columns, title) in zip(axes.flat, panels):
         for column in columns:
             ax.plot(frame["epoch"], frame[column], marker="o", markersize=3, label=column.replace("_", " "))
         ax.set_title(title)
@@ -206,16 +204,13 @@ def plot_confusion(matrix: ConfusionMatrix | np.ndarray | Any, class_names: Sequ
     counts = _as_numpy(matrix.matrix if hasattr(matrix, "matrix") else matrix).astype(np.float64)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(class_names):
         raise SeglabError(f"confusion matrix of shape {counts.shape} does not fit {len(class_names)} class names")
-    sums = {"true": counts.sum(axis=1, keepdims=True), "pred": counts.sum(axis=0, keepdims=True),
-            "all": counts.sum(), None: None}
-    if normalize not in sums:
+    if normalize not in ("true", "pred", "all", None):
         raise SeglabError(f"normalize must be 'true', 'pred', 'all' or None, got {normalize!r}")
-    values = counts if normalize is None else np.divide(counts, sums[normalize], out=np.zeros_like(counts),
-                                                         where=np.asarray(sums[normalize]) > 0)
+    sums = counts.sum(axis={"true": 1, "pred": 0}.get(normalize), keepdims=True)  # "all": one grand total
+    values = np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0) if normalize else counts
     size = max(5.0, 0.45 * len(class_names) + 2)
     annotate = len(class_names) <= 21 if annotate is None else annotate
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(size * 1.15, size))
+    fig, ax = _pyplot().subplots(figsize=(size * 1.15, size))
     sns.heatmap(values, ax=ax, cmap="viridis", square=True, xticklabels=class_names, yticklabels=class_names,
                 annot=annotate, fmt=".2f" if normalize else ".0f", annot_kws={"fontsize": 6},
                 vmin=0, vmax=1 if normalize else None, cbar_kws={"shrink": 0.8})
@@ -238,8 +233,7 @@ def plot_class_table(table: pd.DataFrame | Mapping[str, float | None], metric: s
     else:
         series = pd.Series(dict(table), dtype="float64")
     series = series.dropna().sort_values()
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.3 * len(series) + 1)))
+    fig, ax = _pyplot().subplots(figsize=(6, max(2.5, 0.3 * len(series) + 1)))
     ax.barh(series.index.astype(str), series.values, color="tab:blue")
     for y, value in enumerate(series.values):
         ax.text(value, y, f" {value:.3f}", va="center", fontsize=8)

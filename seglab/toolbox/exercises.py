@@ -43,17 +43,13 @@ def check(exercise: str, given: Any, *inputs: Any, rel: float = 0.01) -> bool:
     return right
 
 
-# Answers, by notebook. Each computes what the exercise asks from the library itself.
-# --- 00 ---------------------------------------------------------------------------------------------------------
+# Answers, by notebook (an id's first two digits). Each computes what the exercise asks from the library itself.
 @answer("00.2", hint="count_parameters(build_model('unet', 19)) / count_parameters(build_model('unet', 19, "
         "base_width=8))")
 def _default_unet_parameter_ratio() -> float:
-    from seglab.models import build_model, count_parameters
-
-    return count_parameters(build_model("unet", 19)) / count_parameters(build_model("unet", 19, base_width=8))
+    return _parameters("unet") / _parameters("unet", base_width=8)
 
 
-# --- 01 ---------------------------------------------------------------------------------------------------------
 @answer("01.3", hint="in seglab.labels.CS_LABELS count the labels with 0 <= id <= 33 and trainId 255, and the "
         "distinct categories of those with trainId < 255")
 def _untrained_ids_and_categories() -> list[int]:
@@ -63,7 +59,7 @@ def _untrained_ids_and_categories() -> list[int]:
     trained = [label for label in ids if label.trainId != 255]
     return [len(ids) - len(trained), len({label.category for label in trained})]
 
-# --- 02 ---------------------------------------------------------------------------------------------------------
+
 @answer("02.3", hint="the warp pads the image with 0 (black); normalisation maps 0 to (0 - mean) / std per channel "
         "(seglab.transforms.IMAGENET_MEAN, IMAGENET_STD)")
 def _padded_pixel_normalised() -> list[float]:
@@ -75,7 +71,7 @@ def _padded_pixel_normalised() -> list[float]:
     black = tv_tensors.Image(torch.zeros(3, 1, 1, dtype=torch.uint8))
     return eval_transforms()(black).flatten().tolist()  # what the model sees at a padded pixel, R, G, B
 
-# --- 03 ---------------------------------------------------------------------------------------------------------
+
 def _meta_model(name: str, num_classes: int = 19, **options: Any) -> Any:
     """Model ``name`` with ``options``, in eval mode on the meta device (shapes only, no memory)."""
     import torch
@@ -105,7 +101,6 @@ def unet_skip_weights() -> int:
     return sum(conv.weight[:, : conv.in_channels // 2].numel() for conv in first_convs)  # the weights on the skip
 
 
-# --- 04 ---------------------------------------------------------------------------------------------------------
 @answer("04.1", hint="fc6 holds 7*7*512*c + c parameters, fc7 c*c + c and score_fr 19*c + 19 for fc_channels c; "
                      "nothing else depends on c")
 def fcn_fc256_parameters() -> int:
@@ -123,7 +118,6 @@ def fcn16s_parameters() -> int:
     return count_parameters(fcn8s) - dropped + count_parameters(bilinear_upsampler(19, 16))
 
 
-# --- 05 ---------------------------------------------------------------------------------------------------------
 @answer("05.1", hint="count_flops(model, 256, 512) for output_stride 16 and 8 (build them on the meta device) and "
                      "divide; layer3, layer4 and ASPP run on 4x the positions at OS8")
 def deeplab_os8_flops_ratio() -> float:
@@ -156,7 +150,6 @@ def deeplab_image_pooling_parameters() -> int:
     return count_parameters(pooling) + projection.weight[:, -pooling[1].out_channels:].numel()
 
 
-# --- 06 ---------------------------------------------------------------------------------------------------------
 @answer("06.1", hint="RecurrentConv's weights do not depend on t; its forward calls self.conv once, then t more "
                      "times")
 def r2unet_t3_parameters_and_runs() -> list[int]:
@@ -176,7 +169,6 @@ def gridding_holes() -> list[int]:
     return [int((dilated_sampling(rates) == 0).sum()) for rates in ([2, 2, 2, 2], [1, 2, 2, 2, 2])]
 
 
-# --- 07 ---------------------------------------------------------------------------------------------------------
 @answer("07.3", hint="in the warm-up the factor is (step + 1) / warmup_steps; after it, (1 - t) ** 0.9 times lr")
 def _learning_rate_at_step_100(trainer) -> float:
     from seglab.engine import lr_lambda
@@ -185,7 +177,6 @@ def _learning_rate_at_step_100(trainer) -> float:
     return trainer.config.lr * factor(100)
 
 
-# --- 08 ---------------------------------------------------------------------------------------------------------
 @answer("08.1", hint="normalise each row of M by its sum, zero the diagonal, and divmod the argmax by K")
 def _most_confused_pair(matrix) -> list[int]:
     import torch
@@ -195,8 +186,9 @@ def _most_confused_pair(matrix) -> list[int]:
     return list(divmod(int(rates.argmax()), m.shape[0]))
 
 
-# --- 09 ---------------------------------------------------------------------------------------------------------
-# --- 10 ---------------------------------------------------------------------------------------------------------
+
+
+
 @answer("10.2", hint="count the FLOPs of deeplabv3plus at 1024x2048 with output_stride 8 and 16 "
         "(seglab.toolbox.profiling.count_flops on models built under torch.device('meta')) and divide")
 def _deeplab_os8_flops_factor() -> float:
@@ -209,13 +201,12 @@ def _feature_map_mb() -> list[int]:
 
     return [64 * 1024 * 2048 * torch.finfo(dtype).bits // 8 // 2**20 for dtype in (torch.float32, torch.bfloat16)]
 
-# --- 11 ---------------------------------------------------------------------------------------------------------
+
 @answer("11.1", hint="the spread of a row is scores.max(axis=1) - scores.min(axis=1); idxmax gives its image")
 def _most_disputed_image(scores) -> str:
     return (scores.max(axis=1) - scores.min(axis=1)).idxmax()
 
 
-# --- 12 ---------------------------------------------------------------------------------------------------------
 @answer("12.1", hint="model.fc[0] is fc6; FLOPs per module from FlopCounterMode(...).get_flop_counts() on a "
         "model and a 1x3x320x320 input built under torch.device('meta')")
 def _fcn8s_fc6_share() -> list[float]:
