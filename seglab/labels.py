@@ -26,29 +26,24 @@ CITYSCAPES_CLASS_TO_CATEGORY = np.array([CITYSCAPES_CATEGORIES.index(lab.categor
                                         dtype=np.int64)
 
 
-def _lut(pairs: dict[int, int | tuple[int, ...]], default: int | tuple[int, ...], channels: int = 0) -> np.ndarray:
-    """A 256-entry uint8 lookup table filled with ``default`` except for ``pairs``."""
-    shape = (256, channels) if channels else (256,)
-    lut = np.empty(shape, dtype=np.uint8)
-    lut[:] = default
-    for key, value in pairs.items():
-        lut[key] = value
+def _lut(pairs: dict[int, int | tuple[int, ...]], default: int | tuple[int, ...]) -> np.ndarray:
+    """A 256-entry uint8 lookup table ((256, 3) for a colour ``default``): ``default`` except for ``pairs``."""
+    lut = np.full((256, *np.shape(default)), default, dtype=np.uint8)
+    lut[list(pairs)] = list(pairs.values())
     return lut
 
 
 _VALID_IDS = [lab for lab in CS_LABELS if lab.id >= 0]
 ID_TO_TRAINID = _lut({lab.id: lab.trainId if lab.trainId >= 0 else IGNORE_INDEX for lab in _VALID_IDS}, IGNORE_INDEX)
 TRAINID_TO_ID = _lut({lab.trainId: lab.id for lab in CS_TRAIN_LABELS}, 0)  # ignore -> 'unlabeled' (id 0)
-ID_TO_COLOR = _lut({lab.id: lab.color for lab in _VALID_IDS}, (0, 0, 0), channels=3)
-TRAINID_TO_COLOR = _lut({lab.trainId: lab.color for lab in CS_TRAIN_LABELS}, (0, 0, 0), channels=3)
+ID_TO_COLOR = _lut({lab.id: lab.color for lab in _VALID_IDS}, (0, 0, 0))
+TRAINID_TO_COLOR = _lut({lab.trainId: lab.color for lab in CS_TRAIN_LABELS}, (0, 0, 0))
 
 
 def cityscapes_label(name: str):
-    """The cityscapesscripts Label for ``name``; ``...group`` names fall back to their class, as the official tool."""
-    if name not in CS_NAME_TO_LABEL and name.endswith("group"):
-        name = name[: -len("group")]
+    """The cityscapesscripts Label of ``name`` (KeyError if unknown); ``...group`` falls back to its class."""
     if name not in CS_NAME_TO_LABEL:
-        raise KeyError(name)
+        name = name.removesuffix("group")
     return CS_NAME_TO_LABEL[name]
 
 
@@ -62,15 +57,11 @@ VOC_NUM_CLASSES = len(VOC_CLASSES)  # 21
 
 def voc_palette() -> np.ndarray:
     """The standard 256-colour Pascal VOC palette (bit-interleaved class index), shape (256, 3) uint8."""
+    index = np.arange(256)
     palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        value, r, g, b = index, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (value & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette[index] = (r, g, b)
+    for shift in range(8):  # bits 3 * shift + (0, 1, 2) of the index -> bit 7 - shift of (r, g, b)
+        for channel in range(3):
+            palette[:, channel] |= ((index >> (3 * shift + channel)) & 1).astype(np.uint8) << (7 - shift)
     return palette
 
 

@@ -32,8 +32,7 @@ LAYOUT_HINT = (f"expected the layout <root>/gtFine/<split>/<city>/*{POLYGONS_SUF
                "(create a synthetic one with `python -m seglab synth minicity --out data/minicity`)")
 _UNLABELED_ID = cityscapes_label("unlabeled").id
 # labelId -> RGBA as one uint32 per entry: one indexing step gives the (H, W, 4) colour image
-_ID_TO_RGBA = np.concatenate([ID_TO_COLOR, np.full((256, 1), 255, np.uint8)], axis=1)
-_ID_TO_RGBA32 = np.ascontiguousarray(_ID_TO_RGBA).view(np.uint32).ravel()
+_ID_TO_RGBA32 = np.concatenate([ID_TO_COLOR, np.full((256, 1), 255, np.uint8)], axis=1).view(np.uint32).ravel()
 
 
 # ------------------------------------------------------------------------------------------------ drawing
@@ -161,7 +160,7 @@ def generate_masks(root: str | os.PathLike, out: str | os.PathLike | None = None
     out = _generated_dir(root, out)
     frames = find_frames(root, splits)
     provided = (root / "gtFine").resolve()
-    if out.resolve() == provided or provided in out.resolve().parents:
+    if out.resolve().is_relative_to(provided):
         raise SeglabError(f"--out {out} is inside {provided}, which holds the provided masks; choose another folder "
                           f"(the default is {root / GENERATED_DIRNAME})")
     jobs = [frame for frame in frames if overwrite or not all(p.is_file() for p in frame.outputs(out).values())]

@@ -204,8 +204,7 @@ def all_reduce(matrix: ConfusionMatrix) -> ConfusionMatrix:
     if dist.get_backend() == "nccl" and counts.device.type != "cuda":
         counts = counts.to(torch.device("cuda", torch.cuda.current_device()))
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-    if counts is not matrix.matrix:
-        matrix.matrix.copy_(counts)
+    matrix.matrix.copy_(counts)  # back from the GPU copy; a no-op when it was reduced in place
     return matrix
 
 

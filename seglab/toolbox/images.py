@@ -1,9 +1,6 @@
-"""Reading image files safely: the checks around ``seglab.data.read_image`` (unreadable, empty, corrupt or truncated
-files fail with a one-line error naming the fix) and the EXIF Orientation turn of phone photos.
-
-OpenCV decodes a JPEG whose end is missing without a word and fills the missing rows with grey, and it ignores the
-EXIF Orientation tag when asked for the pixels as stored; both are handled here, beside the lesson code.
-"""
+"""Reading image files safely for ``seglab.data.read_image``: unreadable, empty, corrupt or truncated files fail with
+a one-line error naming the fix (OpenCV silently fills a truncated JPEG with grey), and phone photos are turned
+upright by their EXIF Orientation tag (which OpenCV ignores when asked for the pixels as stored)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,10 +29,8 @@ def decode_image(path: str | Path) -> np.ndarray:
 
 def is_truncated_jpeg(data: np.ndarray) -> bool:
     """JPEG data whose end-of-image marker (FF D9) is missing: OpenCV would silently return a partly grey image."""
-    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return False
-    tail = data[-1024:].tobytes().rstrip(b"\x00\n\r ")
-    return not tail.endswith(b"\xff\xd9")
+    is_jpeg = data.size >= 4 and data[:2].tobytes() == b"\xff\xd8"
+    return is_jpeg and not data[-1024:].tobytes().rstrip(b"\x00\n\r ").endswith(b"\xff\xd9")
 
 
 # EXIF Orientation value -> the PIL transpose that shows the image as the camera meant (as PIL's exif_transpose)

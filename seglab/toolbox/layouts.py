@@ -26,7 +26,7 @@ def check_not_nested(root: Path, marker: str, layout: str, synth: str) -> None:
     if nested:
         raise SeglabError(f"{root} holds the dataset one level deeper, in {nested[0]} (extracted one level too deep?); "
                           f"pass --data {nested[0]} or move its contents up")
-    for parent in [root, *root.parents][1:4]:
+    for parent in root.parents[:3]:
         if (parent / marker).is_dir():
             raise SeglabError(f"{root} is inside the dataset; pass its root {parent} instead")
     require_dir(root / marker, f"{marker}/ folder", layout, synth)
@@ -54,4 +54,4 @@ def dataset_layout(root: str | Path) -> str | None:
     root = Path(root)
     found = {"cityscapes": (root / "leftImg8bit").is_dir(),
              "voc": (root / "VOCdevkit").is_dir() or find_sbd_root(root) is not None}
-    return next(iter(k for k, v in found.items() if v)) if sum(found.values()) == 1 else None
+    return next(k for k, v in found.items() if v) if sum(found.values()) == 1 else None
