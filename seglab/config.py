@@ -135,8 +135,7 @@ class TrainConfig:
         if unknown:
             raise SeglabError(f"unknown training option(s) {', '.join(unknown)}; "
                               "`python -m seglab train --help` lists them")
-        values = {k: tuple(v) if field_types()[k].startswith("tuple") else v for k, v in values.items()}
-        return cls(**values)
+        return cls(**{k: tuple(v) if field_types()[k].startswith("tuple") else v for k, v in values.items()})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -175,7 +174,7 @@ def field_names() -> tuple[str, ...]:
 
 
 def field_types() -> dict[str, str]:
-    """Each field's annotation as written (e.g. 'tuple[int, int]'): the CLI parses values by it."""
+    """Each field's annotation as written (e.g. 'tuple[int, int]'): from_dict turns lists into tuples by it."""
     return {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 

@@ -1,9 +1,8 @@
 """Datasets (Cityscapes, Pascal VOC, SBD) returning (image tensor, class-index mask), and the datasets of a run.
 
 One base class reads an (image, label) file pair, converts the label to class indices with ignore 255, checks it,
-and applies a torchvision.transforms.v2 pipeline from ``seglab.transforms`` in which the label is a
-``tv_tensors.Mask`` (so every geometric step uses nearest-neighbour interpolation and padding/rotation fill the label
-with 255). ``train_dataset`` and ``val_dataset`` build a run's two splits from its TrainConfig.
+and applies a ``seglab.transforms`` pipeline (the label a ``tv_tensors.Mask``: nearest neighbour, filled with 255).
+``train_dataset`` and ``val_dataset`` build a run's two splits from its TrainConfig.
 """
 from __future__ import annotations
 
@@ -59,10 +58,8 @@ def _read_list(path: Path) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ base dataset
 class SegmentationDataset(Dataset):
-    """(image, label) file pairs -> (float image tensor (3, H, W), int64 mask (H, W)) with 255 = ignore.
-
-    Subclasses only find their file pairs and say how to read a label; reading, checking and transforms are shared.
-    """
+    """(image, label) file pairs -> (float image tensor (3, H, W), int64 mask (H, W)) with 255 = ignore. Subclasses
+    only find their file pairs and say how to read a label; reading, checking and transforms are shared."""
 
     num_classes: int = 0
     decoded: list[tuple[np.ndarray, np.ndarray]] | None = None  # set by keep_in_memory()
@@ -90,7 +87,7 @@ class SegmentationDataset(Dataset):
             label = self.label_lut[label]
         bad = (label >= self.num_classes) & (label != IGNORE_INDEX)
         if bad.any():
-            values = sorted(set(np.unique(label[bad]).tolist()))[:5]
+            values = np.unique(label[bad]).tolist()[:5]
             raise SeglabError(f"label {path} has values {values} outside 0..{self.num_classes - 1} and 255; "
                               "is it the right encoding for this dataset (e.g. labelIds vs labelTrainIds)?")
         return label
@@ -107,16 +104,14 @@ class SegmentationDataset(Dataset):
         return image, label
 
     def keep_in_memory(self) -> None:
-        """Decode every frame now and serve it (``load_pair``, ``load_label``) from memory from then on: a speed trick
-        for small datasets such as MiniCity, where decoding PNGs is a large share of a CPU training step (4 bytes per
-        pixel per frame)."""
+        """Decode every frame now and serve it from memory from then on (4 bytes per pixel per frame): a speed trick
+        for small datasets such as MiniCity, where decoding PNGs is a large share of a CPU training step."""
         self.decoded = [self.load_pair(index) for index in range(len(self))]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = self.load_pair(index)
-        image_t = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
-        mask_t = tv_tensors.Mask(torch.from_numpy(label))
-        image_t, mask_t = self.transforms(image_t, mask_t)
+        image_t, mask_t = self.transforms(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+                                          tv_tensors.Mask(torch.from_numpy(label)))
         return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).long()
 
     def image_path(self, index: int) -> Path:
@@ -125,11 +120,8 @@ class SegmentationDataset(Dataset):
 
 # ------------------------------------------------------------------------------------------------ Cityscapes
 class CityscapesSegmentation(SegmentationDataset):
-    """Cityscapes (or MiniCity) fine annotations as 19 trainIds.
-
-    Without ``mask_dir`` it reads ``gtFine/*_gtFine_labelIds.png`` and maps them through ID_TO_TRAINID; with it, the
-    ``*_gtFine_labelTrainIds.png`` that ``seglab masks`` wrote to that folder (by default ``<root>/generated_gt``).
-    """
+    """Cityscapes (or MiniCity) fine annotations as 19 trainIds: ``gtFine/*_gtFine_labelIds.png`` mapped through
+    ID_TO_TRAINID, or with ``mask_dir`` the ``*_gtFine_labelTrainIds.png`` that ``seglab masks`` wrote there."""
 
     num_classes = CITYSCAPES_NUM_CLASSES
 
@@ -155,10 +147,9 @@ class CityscapesSegmentation(SegmentationDataset):
 
     @staticmethod
     def _pair_up(image_dir: Path, label_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
-        images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
-        labels = sorted(label_dir.glob(f"*/*{suffix}"))
-        image_key = {p.relative_to(image_dir).as_posix()[: -len("_leftImg8bit.png")]: p for p in images}
-        label_key = {p.relative_to(label_dir).as_posix()[: -len(suffix)]: p for p in labels}
+        image_key = {p.relative_to(image_dir).as_posix()[: -len("_leftImg8bit.png")]: p
+                     for p in image_dir.glob("*/*_leftImg8bit.png")}
+        label_key = {p.relative_to(label_dir).as_posix()[: -len(suffix)]: p for p in label_dir.glob(f"*/*{suffix}")}
         missing_label = sorted(set(image_key) - set(label_key))
         missing_image = sorted(set(label_key) - set(image_key))
         if missing_label:
@@ -173,10 +164,9 @@ class CityscapesSegmentation(SegmentationDataset):
 # ------------------------------------------------------------------------------------------------ Pascal VOC / SBD
 def _voc_pairs(ids: Sequence[str], image_dir: Path, label_dir: Path, label_ext: str) -> list[tuple[Path, Path]]:
     pairs = [(image_dir / f"{i}.jpg", label_dir / f"{i}{label_ext}") for i in ids]
-    for image, label in pairs:
-        for path in (image, label):
-            if not path.is_file():
-                raise SeglabError(f"{path} is listed in the split file but missing; re-extract the dataset")
+    for path in [p for pair in pairs for p in pair]:
+        if not path.is_file():
+            raise SeglabError(f"{path} is listed in the split file but missing; re-extract the dataset")
     return pairs
 
 
@@ -204,11 +194,8 @@ class SBDSegmentation(SegmentationDataset):
 
 
 class VOCSegmentation(SegmentationDataset):
-    """Pascal VOC 2012 segmentation (palette PNGs, 255 void borders).
-
-    With ``exclude_sbd_train`` (default), the val split drops images that SBD's train split contains, so that a
-    model trained on SBD is never validated on its own training images.
-    """
+    """Pascal VOC 2012 segmentation (palette PNGs, 255 void borders). With ``exclude_sbd_train``, the val split drops
+    the images of SBD's train split, so that a model trained on SBD is never validated on its own training images."""
 
     num_classes = VOC_NUM_CLASSES
 
@@ -221,21 +208,20 @@ class VOCSegmentation(SegmentationDataset):
         split_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not split_file.is_file():
             raise SeglabError(f"VOC split file {split_file} not found; expected {VOC_LAYOUT}")
-        ids = _read_list(split_file)
+        self.ids = _read_list(split_file)
         sbd = find_sbd_root(root)
         if split == "val" and exclude_sbd_train and sbd is not None and (sbd / "train.txt").is_file():
             in_sbd_train = set(_read_list(sbd / "train.txt"))
-            ids = [i for i in ids if i not in in_sbd_train]
-        self.ids = ids
-        super().__init__(_voc_pairs(ids, voc / "JPEGImages", voc / "SegmentationClass", ".png"), transforms)
+            self.ids = [i for i in self.ids if i not in in_sbd_train]
+        super().__init__(_voc_pairs(self.ids, voc / "JPEGImages", voc / "SegmentationClass", ".png"), transforms)
         if not self.pairs:
             raise empty_split(split, root, VOC_LAYOUT)
 
 
 def build_dataset(dataset: str, root: str | Path, split: str, transforms: Callable | None = None,
                   mask_dir: str | Path = "") -> SegmentationDataset:
-    """The dataset a training run uses: Cityscapes as is (``mask_dir``: generated masks instead of gtFine's); VOC trains on SBD
-    train when present, else VOC train."""
+    """The dataset a training run uses: Cityscapes as is (``mask_dir``: generated masks instead of gtFine's); VOC
+    trains on SBD train when present, else VOC train."""
     found = dataset_layout(root)
     if found is not None and found != dataset and dataset in DATASET_NAMES:
         raise SeglabError(f"{root} holds {DATASET_NAMES[found]} data, not {DATASET_NAMES[dataset]}; pass --dataset "
@@ -287,8 +273,7 @@ def val_dataset(config: TrainConfig, split: str = "val") -> SegmentationDataset:
 
 def denormalize(image: torch.Tensor) -> np.ndarray:
     """A normalised (3, H, W) tensor back to an RGB uint8 (H, W, 3) array for display."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     rgb = (image.detach().float().cpu() * std + mean).clamp(0, 1)
     return (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 

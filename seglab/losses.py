@@ -50,8 +50,7 @@ def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     losses = []
     for c in labels.unique():
         foreground = (labels == c).to(probs.dtype)
-        errors = (foreground - probs[:, c]).abs()
-        errors, order = errors.sort(descending=True)
+        errors, order = (foreground - probs[:, c]).abs().sort(descending=True)
         losses.append(torch.dot(errors, jaccard_steps(foreground[order])))
     return torch.stack(losses).mean() if losses else logits.sum() * 0
 

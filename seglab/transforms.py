@@ -1,13 +1,11 @@
-"""Joint image + mask transforms in torchvision.transforms.v2, the label wrapped as a ``tv_tensors.Mask``: the
-training augmentation (random scale, rotation and crop, flip, colour jitter) and the evaluation transform.
+"""Joint image + mask transforms (torchvision.transforms.v2, the label a ``tv_tensors.Mask``): the training
+augmentation (random scale, rotation and crop, flip, colour jitter) and the evaluation transform.
 
-The random crop is two pieces: a ``CropSampler`` decides *where* a crop goes (the sampling policy: class-uniform
-centres, ``cat_max_ratio`` re-draws), and ``warp_crop`` computes it (the geometry). ``RandomScaleRotateCrop`` draws a
-scale and an angle, asks the sampler for the window and warps it: the image bilinear with fill 0, the mask nearest
-neighbour with fill 255 (labels are names, never interpolated; padding is ignored by the loss and the metrics).
+The random crop is two pieces: a ``CropSampler`` decides *where* a crop goes (the policy), ``warp_crop`` computes it
+(the geometry): the image bilinear with fill 0, the mask nearest neighbour with fill 255 (labels are never
+interpolated; padding is ignored by the loss and the metrics).
 """
 from __future__ import annotations
-
 
 import cv2
 import numpy as np
@@ -23,14 +21,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ------------------------------------------------------------------------------------------------ the policy
 class CropSampler:
-    """Where a ``crop_size`` window goes in a frame: its top-left corner (top, left), drawn uniformly among the places
-    ``v2.RandomCrop(pad_if_needed=True)`` allows (a frame side shorter than the crop is padded at both ends, so the
-    corner may be negative). Two options steer crops towards the rare classes:
-
-    - ``class_uniform``: that share of the windows is placed around a pixel of a class drawn uniformly from the
-      classes in the frame (NVIDIA's Cityscapes recipe), so a pole is picked as often as the road;
-    - ``cat_max_ratio`` < 1: a crop is ``balanced`` when no class covers more than that share of its labelled pixels;
-      ``RandomScaleRotateCrop`` re-draws the crop (up to ``tries`` times, like mmsegmentation's RandomCrop) until it is.
+    """Where a ``crop_size`` window goes in a frame: its top-left corner (top, left), uniform among the places
+    ``v2.RandomCrop(pad_if_needed=True)`` allows (so it may be negative). Two options favour rare classes:
+    ``class_uniform``, the share of windows placed around a pixel of a class drawn uniformly from the frame's classes
+    (NVIDIA's Cityscapes recipe); ``cat_max_ratio`` < 1, the share of a crop's labelled pixels one class may cover
+    before ``RandomScaleRotateCrop`` re-draws it (up to ``tries`` times, like mmsegmentation's RandomCrop).
     """
 
     def __init__(self, crop_size: tuple[int, int], cat_max_ratio: float = 1.0, class_uniform: float = 0.0,
@@ -51,7 +46,7 @@ class CropSampler:
         pad_h, pad_w = max(0, crop_h - height), max(0, crop_w - width)
         top = int(torch.randint(0, height + 2 * pad_h - crop_h + 1, ())) - pad_h
         left = int(torch.randint(0, width + 2 * pad_w - crop_w + 1, ())) - pad_w
-        if centre is not None:  # the pixel lands at a random place in the window
+        if centre is not None:  # the pixel lands at a random place in the window (both draws above still happen)
             top = int(np.clip(round(centre[0]) - int(torch.randint(crop_h, ())), -pad_h, height + pad_h - crop_h))
             left = int(np.clip(round(centre[1]) - int(torch.randint(crop_w, ())), -pad_w, width + pad_w - crop_w))
         return top, left
@@ -173,11 +168,8 @@ def train_transforms(crop_size: tuple[int, int], base_size: int, zoom_range: tup
                      cat_max_ratio: float = 1.0, class_uniform: float = 0.0) -> v2.Compose:
     """Random scale (shorter side in base_size*zoom_range), rotation and crop (label padded with 255) in one warp,
     the crop placed by a CropSampler (``cat_max_ratio``, ``class_uniform``), then flip and colour jitter."""
-    shortest = max(1, int(base_size * zoom_range[0]))
-    steps: list[v2.Transform] = [
-        RandomScaleRotateCrop(crop_size, (shortest, int(base_size * zoom_range[1])), rotation, cat_max_ratio,
-                              class_uniform),
-    ]
+    sizes = (max(1, int(base_size * zoom_range[0])), int(base_size * zoom_range[1]))
+    steps: list[v2.Transform] = [RandomScaleRotateCrop(crop_size, sizes, rotation, cat_max_ratio, class_uniform)]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
     if color_jitter:
