@@ -41,13 +41,11 @@ PANEL_EPOCHS = 5
 
 
 # ------------------------------------------------------------------------------------------------ pieces
-def panel_epochs(epochs: int, count: int | None = None) -> set[int]:
-    """The epochs whose validation predictions TensorBoard shows: ``count`` (default PANEL_EPOCHS) of them, the first
-    and the last included."""
-    count = count or PANEL_EPOCHS
-    if epochs <= count:
+def panel_epochs(epochs: int) -> set[int]:
+    """The PANEL_EPOCHS epochs whose validation predictions TensorBoard shows, the first and the last included."""
+    if epochs <= PANEL_EPOCHS:
         return set(range(1, epochs + 1))
-    return {1 + round(index * (epochs - 1) / (count - 1)) for index in range(count)}
+    return {1 + round(index * (epochs - 1) / (PANEL_EPOCHS - 1)) for index in range(PANEL_EPOCHS)}
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
@@ -64,11 +62,9 @@ def lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD (Nesterov momentum); no weight decay on norms and biases."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    params = [param for param in model.parameters() if param.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr)
@@ -107,9 +103,8 @@ class Trainer:
         # DDP and SyncBatchNorm under torchrun, torch.compile when asked: the module the step calls
         self.train_model = wrap_for_training(self.model, self.dist, self.device, config.sync_bn, config.compile)
 
-        weights = None
-        if config.class_weights != "none":
-            weights = weights_from_counts(class_frequencies(self.train_set), config.class_weights)
+        weights = (weights_from_counts(class_frequencies(self.train_set), config.class_weights)
+                   if config.class_weights != "none" else None)
         self.criterion = SegmentationLoss(config, weights).to(self.device)
         self.optimizer = make_optimizer(model, config)
         self.steps_per_epoch = self._steps_per_epoch()
@@ -181,11 +176,8 @@ class Trainer:
             self.log.step((epoch - 1) * self.steps_per_epoch + step + 1, loss, lr)
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """One optimisation step on a batch (autocast, channels_last, loss scaling, clipping, LR schedule).
-
-        Returns the detached loss, still on the device: nothing here waits for the GPU (``train_one_epoch`` reads the
-        losses every ``read_every`` steps and stops on a non-finite one).
-        """
+        """One optimisation step on a batch (autocast, channels_last, loss scaling, clipping, LR schedule); returns the
+        detached loss, still on the device, so nothing here waits for the GPU (``train_one_epoch`` reads it later)."""
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
         with autocast(self.device, self.precision):
@@ -207,9 +199,8 @@ class Trainer:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, 0)
         indices = range(self.dist.rank, len(self.val_set), self.dist.world_size)
-        predictions = iter_predictions(self.model, self.val_set, self.device, precision=self.precision,
-                                       indices=indices, workers=min(self.config.workers, 2),
-                                       channels_last=self.channels_last,
+        predictions = iter_predictions(self.model, self.val_set, self.device, precision=self.precision, indices=indices,
+                                       workers=min(self.config.workers, 2), channels_last=self.channels_last,
                                        progress=self.config.progress and self.dist.is_main)
         matrix, loss = score_predictions(predictions, self.num_classes, self.device, self.criterion)
         all_reduce(matrix)
@@ -261,8 +252,8 @@ class Trainer:
             print(self.describe(), flush=True)
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "config.json", self.config.to_dict())
-        if self.config.tensorboard and self.dist.is_main:
-            self.log = TensorBoardLog(self.out, first_step=(self.start_epoch - 1) * self.steps_per_epoch + 1)
+            if self.config.tensorboard:
+                self.log = TensorBoardLog(self.out, first_step=(self.start_epoch - 1) * self.steps_per_epoch + 1)
         logging = contextlib.closing(self.log) if self.log else contextlib.nullcontext()
         with CleanStop() as signals, logging:
             for epoch in range(self.start_epoch, self.config.epochs + 1):
@@ -292,9 +283,8 @@ class Trainer:
         if self.log:
             panels = self.example_predictions() if epoch in panel_epochs(self.config.epochs) else []
             self.log.epoch(epoch * self.steps_per_epoch, row, per_class_iou, panels)
-        print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-              f"mIoU {row['miou']:.4f} mDice {row['mdice']:.4f} "
-              f"mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
+        print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} mIoU {row['miou']:.4f}"
+              f" mDice {row['mdice']:.4f} mAcc {row['mean_accuracy']:.4f} ({row['seconds']:.1f}s)", flush=True)
 
 
 def fit(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> pd.DataFrame:

@@ -1,8 +1,6 @@
 """Inference: an image (or batch) to logits and label maps — whole or by sliding window, with flip and multi-scale
-test-time augmentation — and the evaluation of a model on a dataset. Every caller infers through ``predict_logits``.
-
-Evaluating a checkpoint file, the benchmark export and predicting a folder of photos are jobs in
-``seglab.toolbox.jobs`` built on these functions."""
+test-time augmentation — and the evaluation of a model on a dataset. Every caller infers through ``predict_logits``;
+evaluating a checkpoint file, the benchmark export and predicting photos are jobs in ``seglab.toolbox.jobs``."""
 from __future__ import annotations
 
 import math
@@ -29,16 +27,13 @@ def _forward(model: nn.Module, images: torch.Tensor, precision: str, flip: bool)
     with autocast(images.device, precision):
         logits = model(images).float()
         if flip:
-            logits = logits + model(images.flip(-1)).float().flip(-1)
-            logits = logits / 2
+            logits = (logits + model(images.flip(-1)).float().flip(-1)) / 2
     return logits
 
 
 def _tile_starts(size: int, window: int, stride: int) -> list[int]:
-    if size <= window:
-        return [0]
-    starts = list(range(0, size - window, stride)) + [size - window]
-    return sorted(set(starts))
+    """Tile offsets every ``stride`` along a side (``window`` <= ``size``), the last tile flush with the end."""
+    return [*range(0, size - window, stride), size - window]
 
 
 def _windowed(model: nn.Module, images: torch.Tensor, precision: str, flip: bool, window: tuple[int, int] | None,
@@ -73,8 +68,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, precision: str = "
                    tta_scales: Sequence[float] = (1.0,)) -> torch.Tensor:
     """Logits at input resolution. ``window``: the image is covered by overlapping tiles whose logits average.
     ``tta_scales``: multi-scale test-time augmentation as in mmsegmentation's aug-test: the image is resized by each
-    factor, and the logits, resized back to the input size, average. Every caller (training validation, evaluate,
-    predict, the comparison app) infers through this one function."""
+    factor, and the logits, resized back to the input size, average."""
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     size = images.shape[-2:]
@@ -117,7 +111,7 @@ def iter_predictions(model: nn.Module, dataset: Dataset, device: torch.device | 
     # The loader comes first in zip so that it is run to exhaustion, which stops its worker processes at once; left
     # half-consumed, its iterator would live on (notebook progress bars hold reference cycles) and be collected in a
     # later forked worker, which prints "AssertionError: can only test a child process" tracebacks.
-    # iter(loader): tqdm.auto would otherwise create (and leave running) a second worker pool, see engine.train_one_epoch
+    # iter(loader): else tqdm.auto creates (and leaves running) a second worker pool, see engine.train_one_epoch
     bar = tqdm(iter(loader), total=len(loader), desc="evaluate", disable=not progress, leave=False)
     for (image, target), index in zip(bar, indices):
         logits = predict_logits(model, image.to(device, non_blocking=True), **inference)

@@ -22,11 +22,7 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA, then MPS, then CPU; an explicit device that is not available is a clear error."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SeglabError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
@@ -63,11 +59,10 @@ def training_speed(precision: str, memory_format: str, device: torch.device, ste
     """The training step's autocast precision and whether it runs channels_last. "auto" picks what bench_train
     measured to pay: on CUDA, bf16 (fp16 without bf16) + channels_last for steps of LARGE_STEP_PIXELS or more, fp32 +
     contiguous below; on a CPU, channels_last, with bf16 where the CPU has bf16 instructions."""
-    if precision not in PRECISIONS:
-        raise SeglabError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     pays = device.type != "cuda" or step_pixels >= LARGE_STEP_PIXELS
-    if precision == "auto":
-        precision = resolve_precision("auto", device) if pays else "fp32"
+    if precision == "auto" and not pays:
+        precision = "fp32"
+    precision = resolve_precision(precision, device)  # checks the name; "auto" -> bf16 or fp16 where it pays
     channels_last = pays if memory_format == "auto" else memory_format == "channels_last"
     return precision, channels_last
 
@@ -81,9 +76,7 @@ def tune_kernels_for_fixed_shapes(device: torch.device) -> None:
 
 def autocast(device: torch.device, precision: str):
     """An autocast context for ``precision`` ('fp32' gives a no-op context)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+    return contextlib.nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=_DTYPES[precision])
 
 
 def seed_everything(seed: int) -> None:
