@@ -24,8 +24,7 @@ def check_choice(option: str, value: Any, choices: Iterable[Any]) -> None:
     """Raise a one-line SeglabError unless `value` is one of `choices`."""
     choices = tuple(choices)
     if value not in choices:
-        listed = ", ".join(repr(c) for c in choices)
-        raise SeglabError(f"option {option}={value!r} is not supported; choose one of {listed}")
+        raise SeglabError(f"option {option}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
 
 
 def check_int(option: str, value: Any, minimum: int = 1) -> None:
@@ -35,24 +34,17 @@ def check_int(option: str, value: Any, minimum: int = 1) -> None:
 
 
 # ------------------------------------------------------------------------------------------- any-size wrapper
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad the bottom and right of an (N, C, H, W) batch so that H and W are multiples of `multiple`."""
-    h, w = x.shape[-2:]
-    return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple))
-
-
 class SegmentationModel(nn.Module):
-    """Base class: pads the input to a multiple of `self.stride`, runs `logits`, crops the result back to H x W.
-
-    Subclasses set `stride` (their total down-sampling) and implement `logits` for inputs divisible by it, so every
-    model accepts any input size and returns (N, num_classes, H, W) logits at input resolution.
-    """
+    """Base class: zero-pads the bottom and right of the input to a multiple of `self.stride`, runs `logits` and crops
+    the result back to H x W, so every model takes any input size and returns (N, num_classes, H, W) logits.
+    Subclasses set `stride` (their total down-sampling) and implement `logits` for inputs divisible by it."""
 
     stride: int = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        return self.logits(pad_to_multiple(x, self.stride))[..., :h, :w]
+        padded = F.pad(x, (0, (-w) % self.stride, 0, (-h) % self.stride))  # zeros at the bottom and right
+        return self.logits(padded)[..., :h, :w]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -81,11 +73,8 @@ class DoubleConv(nn.Sequential):
 
 # --------------------------------------------------------------------------------------------- backbone weights
 def vgg_features(arch: str) -> nn.Sequential:
-    """torchvision's VGG feature stack (`torchvision.models.<arch>().features`, same layers, keys and init).
-
-    Built with torchvision's own `make_layers` so that the 120M-parameter classifier, which segmentation does not
-    use, is never allocated.
-    """
+    """torchvision's VGG feature stack (`torchvision.models.<arch>().features`, same layers, keys and init), built
+    with torchvision's `make_layers` so that the 120M-parameter classifier, unused here, is never allocated."""
     check_choice("backbone", arch, VGG_ARCHS)
     features = tv_vgg.make_layers(tv_vgg.cfgs[VGG_CONFIGS[arch.removesuffix("_bn")]], batch_norm=arch.endswith("_bn"))
     for m in features.modules():  # the initialisation torchvision.models.vgg.VGG applies to its features
@@ -99,7 +88,7 @@ def vgg_features(arch: str) -> nn.Sequential:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:120]
 
 
 def read_state_dict(path: str | os.PathLike, option: str, builder: str) -> dict:
@@ -111,7 +100,7 @@ def read_state_dict(path: str | os.PathLike, option: str, builder: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # any unreadable file is the user's to fix
-        raise SeglabError(f"cannot read {option} {path} as a torch state dict: {_one_line(exc)[:120]}") from None
+        raise SeglabError(f"cannot read {option} {path} as a torch state dict: {_one_line(exc)}") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SeglabError(f"{option} {path} is not a state dict; save one with "
                           f"torch.save({builder}.state_dict(), PATH)")
@@ -124,17 +113,14 @@ def download_state_dict(arch: str, offline_fix: str) -> dict:
     try:
         return weights.get_state_dict(progress=False)
     except (OSError, RuntimeError) as exc:  # URLError/HTTPError/timeouts are OSErrors; bad hash: RuntimeError
-        raise SeglabError(f"cannot download torchvision's {arch} weights ({weights.url}): {_one_line(exc)[:120]}; "
+        raise SeglabError(f"cannot download torchvision's {arch} weights ({weights.url}): {_one_line(exc)}; "
                           f"{offline_fix}") from None
 
 
 def load_backbone(module: nn.Module, arch: str, pretrained: bool, backbone_weights: str | os.PathLike | None) -> None:
-    """Start `module` (keys as torchvision's `arch`) from ImageNet weights (`pretrained=True`, downloaded through
-    torchvision's weights enum) or a local state-dict file (`backbone_weights=PATH`); else it stays random.
-
-    The ImageNet classifier is ignored; a missing or mis-shaped tensor is a SeglabError, so a file for the wrong
-    architecture never loads silently.
-    """
+    """Start `module` (keys as torchvision's `arch`) from ImageNet weights (`pretrained=True`) or a local state-dict
+    file (`backbone_weights=PATH`); else it stays random. The ImageNet classifier is ignored; a missing or mis-shaped
+    tensor is a SeglabError, so a file for the wrong architecture never loads silently."""
     if pretrained and backbone_weights is not None:
         raise SeglabError("give either pretrained=True or backbone_weights=PATH, not both")
     if backbone_weights is not None:

@@ -30,15 +30,14 @@ class DilatedBottleneck(nn.Module):
 
 
 class DDUNet(UNetBase):
-    """DDU-Net, seglab's dilated U-Net (a variant assembled here, not the model of one paper): U-Net (Ronneberger et
-    al., MICCAI 2015) with dilated convolutions (Yu & Koltun, "Multi-Scale Context Aggregation by Dilated
-    Convolutions", ICLR 2016) where context is gathered.
+    """DDU-Net, seglab's dilated U-Net (assembled here, not one paper's model): U-Net (Ronneberger et al., MICCAI
+    2015) with dilated convolutions (Yu & Koltun, "Multi-Scale Context Aggregation by Dilated Convolutions", ICLR
+    2016) where context is gathered.
 
-    Each encoder level is conv 3x3 -> dilated conv 3x3 (`encoder_dilation`, default 2); the bottleneck is a cascade
-    of dilated convs (`dilations`, default 1, 2, 4, 8) whose outputs are summed, as in D-LinkNet's centre block
-    (Zhou, Zhang & Wu, CVPR Workshops 2018), which widens the receptive field far beyond U-Net's at the same depth.
-    Padding equals dilation, so every conv keeps the size; the decoder is U-Net's (plain double convs, concatenated
-    skips). Default widths 16..256 as for `unet`.
+    Each encoder level is conv 3x3 -> dilated conv 3x3 (`encoder_dilation`); the bottleneck sums the outputs of a
+    cascade of dilated convs (`dilations`), as D-LinkNet's centre block (Zhou, Zhang & Wu, CVPR Workshops 2018),
+    for a receptive field far beyond U-Net's at the same depth. Padding equals dilation, so sizes are kept; the
+    decoder and the default widths (16..256) are U-Net's.
     """
 
     def __init__(self, num_classes: int, *, base_width: int = 16, depth: int = 4, encoder_dilation: int = 2,

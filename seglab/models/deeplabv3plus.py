@@ -68,10 +68,8 @@ class DeepLabV3Plus(SegmentationModel):
         self.stride = output_stride
         self.backbone = dilated_resnet(backbone, output_stride)
         load_backbone(self.backbone, backbone, pretrained, backbone_weights)
-        low_channels = self._channels(self.backbone.layer1)
-        high_channels = self._channels(self.backbone.layer4)
-        self.aspp = ASPP(high_channels, ASPP_RATES[output_stride], out_channels=256)
-        self.project = ConvBNReLU(low_channels, 48, kernel_size=1)
+        self.aspp = ASPP(self._channels(self.backbone.layer4), ASPP_RATES[output_stride], out_channels=256)
+        self.project = ConvBNReLU(self._channels(self.backbone.layer1), 48, kernel_size=1)
         self.decoder = nn.Sequential(ConvBNReLU(256 + 48, 256), ConvBNReLU(256, 256))
         self.classifier = nn.Conv2d(256, num_classes, kernel_size=1)
 

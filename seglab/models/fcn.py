@@ -58,12 +58,8 @@ class FCN8s(SegmentationModel):
         self.backbone = nn.ModuleDict({"features": vgg_features(backbone)})  # keys as in torchvision's VGG
         load_backbone(self.backbone, backbone, pretrained, backbone_weights)
         self.fc = nn.Sequential(
-            nn.Conv2d(512, fc_channels, kernel_size=7, padding=3),  # fc6
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
-            nn.Conv2d(fc_channels, fc_channels, kernel_size=1),  # fc7
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Conv2d(512, fc_channels, kernel_size=7, padding=3), nn.ReLU(inplace=True), nn.Dropout(0.5),  # fc6
+            nn.Conv2d(fc_channels, fc_channels, kernel_size=1), nn.ReLU(inplace=True), nn.Dropout(0.5),  # fc7
         )
         self.score_fr = nn.Conv2d(fc_channels, num_classes, kernel_size=1)
         self.score_pool4 = zero_conv1x1(512, num_classes)

@@ -52,8 +52,7 @@ class TorchvisionSegmentation(nn.Module):
             first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
             raise SeglabError(f"weights {source} are not a torchvision {self.arch} state dict ({first}); save one "
                               f"with torch.save(torchvision.models.segmentation.{self.arch}().state_dict(), PATH)")
-        class_layers = {k for k in own if state[k].shape != own[k].shape}
-        self.net.load_state_dict({k: v for k, v in state.items() if k not in class_layers}, strict=False)
+        self.net.load_state_dict({k: v for k, v in state.items() if v.shape == own[k].shape}, strict=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)["out"]
