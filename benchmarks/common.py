@@ -31,7 +31,7 @@ from seglab.toolbox.files import atomic_write  # noqa: E402
 DEFAULT_OUT = Path("outputs/benchmarks")
 PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"
 MEASUREMENTS = ROOT / "benchmarks" / "measurements"  # logs of runs on machines this checkout does not have (GPUs)
-RATIO_COLUMNS = ["benchmark", "figure", "seglab", "peer", "unit", "ratio", "target", "met", "peer_name", "detail",
+RATIO_COLUMNS = ["benchmark", "figure", "seglab", "peer", "unit", "ratio", "target", "peer_name", "detail",
                  "date", "machine", "load"]
 
 
@@ -182,7 +182,7 @@ def ratio_row(benchmark: str, figure: str, seglab: float, peer: float, unit: str
     """One headline figure: seglab's value, the peer's, and seglab's advantage as a ratio (> 1 means faster)."""
     ratio = seglab / peer if higher_is_better else peer / seglab
     return {"benchmark": benchmark, "figure": figure, "seglab": seglab, "peer": peer, "unit": unit,
-            "ratio": ratio, "target": target, "met": None if target is None else bool(ratio >= target),
+            "ratio": ratio, "target": target,
             "peer_name": peer_name, "detail": detail, "date": today(), "machine": machine(device),
             "load": round(load_average(), 1)}
 
@@ -193,13 +193,13 @@ def record_ratios(out: Path, rows: list[dict]) -> None:
 
     for row in rows:
         target = "" if row["target"] is None else (f"  (target >= {row['target']:g}x: "
-                                                   f"{'met' if row['met'] else 'NOT met'})")
+                                                   f"{'met' if row['ratio'] >= row['target'] else 'NOT met'})")
         print(f"RATIO {row['benchmark']}: {row['figure']}: seglab {row['seglab']:.4g} vs {row['peer']:.4g} "
               f"{row['unit']} -> {row['ratio']:.2f}x{target}", flush=True)
     path = out / "ratios.csv"
     new = pd.DataFrame(rows, columns=RATIO_COLUMNS)
     if path.is_file():
-        old = pd.read_csv(path)
+        old = pd.read_csv(path).drop(columns="met", errors="ignore")  # files of older versions stored it
         keep = ~old.set_index(["benchmark", "figure"]).index.isin(new.set_index(["benchmark", "figure"]).index)
         new = pd.concat([old[keep], new], ignore_index=True) if keep.any() else new
     write_csv(new, path)
@@ -228,7 +228,8 @@ def _ratio_table(table) -> list[str]:
                   "| benchmark | figure | seglab | peer | ratio | target | notes |",
                   "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
         for row in rows.itertuples():
-            target = "" if pd.isna(row.target) else f"≥ {row.target:g}× ({'met' if row.met else 'not met'})"
+            met = "met" if row.ratio >= row.target else "not met"  # from the figures, never a stored copy
+            target = "" if pd.isna(row.target) else f"≥ {row.target:g}× ({met})"
             notes = "" if pd.isna(row.detail) else row.detail
             lines.append(f"| {row.benchmark} | {row.figure} | {row.seglab:.3g} {row.unit} | {row.peer:.3g} "
                          f"{row.peer_name} | **{row.ratio:.2f}×** | {target} | {notes} |")

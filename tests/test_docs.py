@@ -122,6 +122,20 @@ def test_performance_page_names_what_is_missing(common, tmp_path):
     assert "python benchmarks/bench_train.py --out outputs/benchmarks" in page
 
 
+def test_performance_page_says_whether_each_target_is_met(common, tmp_path):
+    def row(benchmark, ratio, target=None):
+        return common.ratio_row(benchmark, "x/s", ratio, 1.0, "x/s", higher_is_better=True, peer_name="p",
+                                target=target)
+
+    # as `make bench` does: each script adds its rows to ratios.csv, some with a target and some without
+    common.record_ratios(tmp_path, [row("data", 7.0)])
+    common.record_ratios(tmp_path, [row("masks", 3.0, target=4)])
+    common.record_ratios(tmp_path, [row("recipe", 4.0, target=5), row("train", 2.5, target=2.5), row("infer", 2.0)])
+    page = common.performance_markdown(tmp_path)
+    assert "**3.00×** | ≥ 4× (not met) |" in page and "**4.00×** | ≥ 5× (not met) |" in page
+    assert "**2.50×** | ≥ 2.5× (met) |" in page and "**7.00×** |  |" in page
+
+
 def test_relative_links_point_at_files(reference):
     link = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
     pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
