@@ -186,9 +186,6 @@ def _most_confused_pair(matrix) -> list[int]:
     return list(divmod(int(rates.argmax()), m.shape[0]))
 
 
-
-
-
 @answer("10.2", hint="count the FLOPs of deeplabv3plus at 1024x2048 with output_stride 8 and 16 "
         "(seglab.toolbox.profiling.count_flops on models built under torch.device('meta')) and divide")
 def _deeplab_os8_flops_factor() -> float:
