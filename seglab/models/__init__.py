@@ -70,6 +70,11 @@ def model_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def _plain(value: Any) -> Any:
+    """Tuples become lists so the spec round-trips through JSON and torch.load(weights_only=True) unchanged."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
     """Build model `name` with `num_classes` output channels; unknown names/options are a one-line SeglabError."""
     defaults = model_options(name)
@@ -80,9 +85,7 @@ def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise SeglabError(f"num_classes must be a positive integer, got {num_classes!r}")
     model = _entry(name).cls(num_classes, **options)
-    arch = {k: options.get(k, v) for k, v in defaults.items() if k not in INIT_OPTIONS}
-    # tuples become lists so the spec round-trips through JSON and torch.load(weights_only=True) unchanged
-    arch = {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()}
+    arch = {k: _plain(options.get(k, v)) for k, v in defaults.items() if k not in INIT_OPTIONS}
     model.seglab_spec = {"name": name, "num_classes": num_classes, "options": arch}
     return model
 

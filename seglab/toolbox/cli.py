@@ -39,8 +39,11 @@ def _output_file(text: str) -> str:
 def _output_folder(text: str) -> str:
     """A folder to write into: an existing folder or one that can be created (no file in the way)."""
     ancestor = text  # the nearest part of the path (itself or a parent) that exists
-    while ancestor and not os.path.exists(ancestor) and os.path.dirname(ancestor.rstrip(os.sep)) != ancestor:
-        ancestor = os.path.dirname(ancestor.rstrip(os.sep))
+    while ancestor and not os.path.exists(ancestor):
+        parent = os.path.dirname(ancestor.rstrip(os.sep))
+        if parent == ancestor:
+            break
+        ancestor = parent
     ancestor = ancestor or "."
     if not os.path.isdir(ancestor):
         where = f"{text} is a file" if ancestor == text else f"{ancestor} is a file, so {text} cannot be created"
